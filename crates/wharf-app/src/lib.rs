@@ -1,0 +1,8 @@
+//! wharf's application: the seed's app on top of the `wharf` server (JWT auth,
+//! the users table, the `/wss/demo` handler, HTTP login and push endpoints) and
+//! the pieces the `wharf` command line uses.
+
+pub mod logging;
+pub mod serve;
+pub mod tokens;
+pub mod users;

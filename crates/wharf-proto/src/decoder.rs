@@ -1,0 +1,335 @@
+//! The streaming [`Decoder`]: turns bytes read from a socket into whole
+//! messages and control frames, enforcing every RFC 6455 rule on the way.
+
+use crate::{DecoderConfig, Frame, apply_mask, mask_copy};
+use crate::{FrameHeader, OpCode, ProtocolError, Role, Utf8Validator};
+
+/// How much a message buffer may reserve ahead of the bytes that have
+/// arrived, whatever length the peer declared.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
+/// The frame whose payload is being received.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    opcode: OpCode,
+    fin: bool,
+    compressed: bool,
+    mask: Option<[u8; 4]>,
+    remaining: usize,
+    /// Payload bytes of this frame received so far, modulo 4.
+    offset: usize,
+}
+
+/// A data message whose fragments are being received.
+#[derive(Debug, Clone, Copy)]
+struct Message {
+    text: bool,
+    validate: bool,
+}
+
+/// The streaming RFC 6455 decoder.
+///
+/// ```
+/// use wharf_proto::{Decoder, DecoderConfig, Frame};
+///
+/// // RFC 6455 §5.7: a masked "Hello", fed in two pieces.
+/// let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut decoder = Decoder::new(DecoderConfig::default());
+/// let mut out = Vec::new();
+/// assert_eq!(decoder.decode(&bytes[..8], &mut out), Ok(8));
+/// assert!(out.is_empty() && decoder.in_progress());
+/// assert_eq!(decoder.decode(&bytes[8..], &mut out), Ok(3));
+/// assert_eq!(out, [Frame::Text("Hello".into())]);
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    config: DecoderConfig,
+    frame: Option<InFrame>,
+    message: Option<Message>,
+    data: Vec<u8>,
+    control: Vec<u8>,
+    utf8: Utf8Validator,
+    error: Option<ProtocolError>,
+}
+
+impl Decoder {
+    /// A decoder at the start of a connection.
+    ///
+    /// ```
+    /// use wharf_proto::{Decoder, DecoderConfig, Role};
+    /// let decoder = Decoder::new(DecoderConfig::new(Role::Client));
+    /// assert!(!decoder.in_progress());
+    /// ```
+    pub fn new(config: DecoderConfig) -> Self {
+        Self {
+            config,
+            frame: None,
+            message: None,
+            data: Vec::new(),
+            control: Vec::new(),
+            utf8: Utf8Validator::new(),
+            error: None,
+        }
+    }
+
+    /// The configuration the decoder was built with.
+    ///
+    /// ```
+    /// use wharf_proto::{Decoder, DecoderConfig};
+    /// let decoder = Decoder::new(DecoderConfig::default().with_max_frame_size(99));
+    /// assert_eq!(decoder.config().max_frame_size, 99);
+    /// ```
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// True when a fragmented message or a frame is in progress.
+    ///
+    /// ```
+    /// use wharf_proto::{Decoder, DecoderConfig};
+    /// let mut decoder = Decoder::new(DecoderConfig::default());
+    /// // The first fragment of a masked binary message ("a", FIN clear).
+    /// decoder.decode(&[0x02, 0x81, 0, 0, 0, 0, b'a'], &mut Vec::new()).unwrap();
+    /// assert!(decoder.in_progress());
+    /// ```
+    pub fn in_progress(&self) -> bool {
+        self.frame.is_some() || self.message.is_some()
+    }
+
+    /// Consumes bytes from `input`, pushing every completed message and
+    /// control frame into `out`, and returns how many bytes it consumed.
+    ///
+    /// It consumes all of `input` except, at most, an incomplete frame header
+    /// (fewer than [`MAX_HEADER_LEN`](crate::MAX_HEADER_LEN) bytes) at its
+    /// end, which the caller must pass again at the front of the next call.
+    /// Partial payloads are consumed and kept (and text validated) here.
+    ///
+    /// # Errors
+    /// The first protocol violation; the decoder then stays failed and
+    /// returns the same error from every later call. Frames pushed to `out`
+    /// before the error are valid.
+    ///
+    /// ```
+    /// use wharf_proto::{Decoder, DecoderConfig, Frame, OpCode, ProtocolError, encode_frame};
+    ///
+    /// let mut wire = Vec::new();
+    /// encode_frame(&mut wire, OpCode::Binary, b"one", Some([1, 2, 3, 4]));
+    /// encode_frame(&mut wire, OpCode::Binary, b"two", Some([5, 6, 7, 8]));
+    /// let mut decoder = Decoder::new(DecoderConfig::default());
+    /// let mut out = Vec::new();
+    /// // 12 bytes: the first frame (9) and 3 of the second's 6-byte header.
+    /// assert_eq!(decoder.decode(&wire[..12], &mut out), Ok(9));
+    /// assert_eq!(decoder.decode(&wire[9..], &mut out), Ok(9));
+    /// assert_eq!(out, [Frame::Binary("one".into()), Frame::Binary("two".into())]);
+    ///
+    /// // An unmasked frame from a client is a protocol error (1002).
+    /// let err = decoder.decode(&[0x82, 0x00], &mut out).unwrap_err();
+    /// assert_eq!(err, ProtocolError::UNMASKED_CLIENT_FRAME);
+    /// ```
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<Frame>) -> Result<usize, ProtocolError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let result = self.run(input, out);
+        if let Err(error) = result {
+            self.error = Some(error);
+        }
+        result
+    }
+
+    fn run(&mut self, input: &[u8], out: &mut Vec<Frame>) -> Result<usize, ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let rest = input.get(pos..).unwrap_or_default();
+            if let Some(mut frame) = self.frame.take() {
+                let (chunk, _) = rest.split_at(frame.remaining.min(rest.len()));
+                pos += chunk.len();
+                self.append_payload(&frame, chunk)?;
+                frame.remaining -= chunk.len();
+                frame.offset = (frame.offset + chunk.len()) % 4;
+                if frame.remaining > 0 {
+                    self.frame = Some(frame);
+                    return Ok(pos);
+                }
+                self.end_frame(&frame, out)?;
+                continue;
+            }
+            let Some((header, header_len)) = FrameHeader::parse(rest)? else {
+                return Ok(pos);
+            };
+            let frame = self.check(&header)?;
+            pos += header_len;
+            let body = rest.get(header_len..).unwrap_or_default();
+            match body.get(..frame.remaining) {
+                Some(payload) => {
+                    pos += payload.len();
+                    self.whole_frame(frame, payload, out)?;
+                }
+                None => {
+                    if !frame.opcode.is_control() {
+                        self.start_message(&frame);
+                    }
+                    self.frame = Some(frame);
+                }
+            }
+        }
+    }
+
+    /// Checks a header against the protocol rules and the limits.
+    fn check(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        let opcode = OpCode::from_u8(header.opcode).ok_or(ProtocolError::RESERVED_OPCODE)?;
+        let compressed = header.rsv == 0b100
+            && self.config.allow_rsv1
+            && matches!(opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv != 0 && !compressed {
+            return Err(ProtocolError::RESERVED_BITS);
+        }
+        match (self.config.role, header.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UNMASKED_CLIENT_FRAME),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MASKED_SERVER_FRAME),
+            _ => {}
+        }
+        let len = header.payload_len;
+        if opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::CONTROL_FRAGMENTED);
+            }
+            if len > 125 {
+                return Err(ProtocolError::CONTROL_TOO_LONG);
+            }
+        } else {
+            match (opcode, self.message.is_some()) {
+                (OpCode::Continuation, false) => {
+                    return Err(ProtocolError::UNEXPECTED_CONTINUATION);
+                }
+                (OpCode::Text | OpCode::Binary, true) => {
+                    return Err(ProtocolError::EXPECTED_CONTINUATION);
+                }
+                _ => {}
+            }
+            if len > self.config.max_frame_size as u64 {
+                return Err(ProtocolError::FRAME_TOO_BIG);
+            }
+            if (self.data.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MESSAGE_TOO_BIG);
+            }
+        }
+        Ok(InFrame {
+            opcode,
+            fin: header.fin,
+            compressed,
+            mask: header.mask,
+            remaining: usize::try_from(len).map_err(|_| ProtocolError::FRAME_TOO_BIG)?,
+            offset: 0,
+        })
+    }
+
+    /// A frame whose payload is wholly in the input.
+    fn whole_frame(
+        &mut self,
+        frame: InFrame,
+        payload: &[u8],
+        out: &mut Vec<Frame>,
+    ) -> Result<(), ProtocolError> {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary if frame.fin => {
+                // Fast path: an unfragmented message, copied once.
+                let data = unmasked(payload, frame.mask);
+                let text = frame.opcode == OpCode::Text;
+                if text && !frame.compressed && std::str::from_utf8(&data).is_err() {
+                    return Err(ProtocolError::INVALID_UTF8);
+                }
+                out.push(Frame::data(text, data.into()));
+                Ok(())
+            }
+            op if op.is_control() => {
+                out.push(Frame::control(op, unmasked(payload, frame.mask))?);
+                Ok(())
+            }
+            _ => {
+                self.start_message(&frame);
+                self.append_payload(&frame, payload)?;
+                self.end_frame(&frame, out)
+            }
+        }
+    }
+
+    fn start_message(&mut self, frame: &InFrame) {
+        if frame.opcode != OpCode::Continuation {
+            let text = frame.opcode == OpCode::Text;
+            let validate = text && !frame.compressed;
+            self.message = Some(Message { text, validate });
+            self.utf8.reset();
+        }
+    }
+
+    /// Appends (unmasked) payload bytes of the current frame.
+    fn append_payload(&mut self, frame: &InFrame, chunk: &[u8]) -> Result<(), ProtocolError> {
+        if frame.opcode.is_control() {
+            append(&mut self.control, chunk, frame.mask, frame.offset);
+            return Ok(());
+        }
+        let upper = if frame.fin {
+            frame.remaining
+        } else {
+            usize::MAX
+        };
+        let upper = upper.min(self.config.max_message_size.saturating_sub(self.data.len()));
+        reserve(&mut self.data, chunk.len(), frame.remaining, upper);
+        let start = self.data.len();
+        append(&mut self.data, chunk, frame.mask, frame.offset);
+        if self.message.is_some_and(|m| m.validate) {
+            let new = self.data.get(start..).unwrap_or_default();
+            self.utf8.feed(new)?;
+        }
+        Ok(())
+    }
+
+    /// Emits what the end of this frame completes.
+    fn end_frame(&mut self, frame: &InFrame, out: &mut Vec<Frame>) -> Result<(), ProtocolError> {
+        if frame.opcode.is_control() {
+            let payload = self.control.clone();
+            self.control.clear();
+            out.push(Frame::control(frame.opcode, payload)?);
+        } else if frame.fin {
+            let message = self.message.take();
+            let text = message.is_some_and(|m| m.text);
+            if message.is_some_and(|m| m.validate) {
+                self.utf8.finish()?;
+            }
+            let data = std::mem::take(&mut self.data);
+            out.push(Frame::data(text, data.into()));
+        }
+        Ok(())
+    }
+}
+
+/// Grows `buf` for `incoming` more bytes of a frame with `declared` bytes
+/// still to come: geometrically, but at most [`RESERVE_AHEAD`] past what has
+/// arrived (a declared length is never trusted further) and never past
+/// `upper`, the most the message can still grow by.
+fn reserve(buf: &mut Vec<u8>, incoming: usize, declared: usize, upper: usize) {
+    if buf.capacity() - buf.len() < incoming {
+        let ahead = declared.min(RESERVE_AHEAD);
+        let want = buf.len().max(ahead).min(upper).max(incoming);
+        buf.reserve_exact(want);
+    }
+}
+
+fn append(buf: &mut Vec<u8>, chunk: &[u8], mask: Option<[u8; 4]>, offset: usize) {
+    match mask {
+        Some(key) => mask_copy(buf, chunk, key, offset),
+        None => buf.extend_from_slice(chunk),
+    }
+}
+
+fn unmasked(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut data = payload.to_vec();
+    if let Some(key) = mask {
+        apply_mask(&mut data, key, 0);
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests;

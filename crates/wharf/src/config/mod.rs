@@ -1,0 +1,466 @@
+//! Configuration: the servers to start, their limits and routes, from built-in defaults, a
+//! `wharf.toml` file and environment variables (in that order of precedence, lowest first).
+//!
+//! ```
+//! let config = wharf::Config::from_toml_str(r#"
+//!     [[server]]
+//!     name = "ws"
+//!     kind = "websocket"
+//!     port = 9000
+//!     limits = { max_message_size = "1MiB" }
+//!     route = [{ path = "/echo", handler = "echo" }]
+//! "#).unwrap();
+//! assert_eq!(config.servers[0].port, 9000);
+//! assert_eq!(config.servers[0].limits.max_message_size, 1 << 20);
+//! ```
+
+mod units;
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) use units::{parse_duration, parse_size};
+
+/// The whole configuration of a wharf process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Config {
+    /// The servers to start, each on its own port. Default: `http` on 0.0.0.0:9501 and `ws`
+    /// on 0.0.0.0:9502 (with the built-in echo handler on `/echo`).
+    #[serde(rename = "server")]
+    pub servers: Vec<ServerConfig>,
+    /// How long a graceful shutdown waits for connections to finish their close handshake
+    /// and `on_close` before it gives up on them. Default: `"10s"`.
+    #[serde(with = "serde_duration")]
+    pub drain_timeout: Duration,
+    /// This node's id in a cluster (0–65535); it is part of every connection id. Default: 0.
+    pub node_id: u16,
+}
+
+/// What a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// Plain HTTP: `/health` and the application's HTTP routes.
+    Http,
+    /// WebSocket: the routes registered for this server's name.
+    #[serde(alias = "ws")]
+    Websocket,
+}
+
+/// One listening server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The server's name; routes and middleware are registered per name. Required.
+    pub name: String,
+    /// `http` or `websocket`. Required.
+    pub kind: ServerKind,
+    /// Address to bind. Default: `"0.0.0.0"`.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port to bind; 0 picks a free one. Required.
+    pub port: u16,
+    /// Limits of this server's connections. Default: see [`Limits`].
+    #[serde(default)]
+    pub limits: Limits,
+    /// Server heartbeat (WebSocket servers). Default: see [`Heartbeat`].
+    #[serde(default)]
+    pub heartbeat: Heartbeat,
+    /// Routes mounted from the config file, by handler name (such as `echo`). Default: none.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A route declared in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteConfig {
+    /// The path, static or with `{param}` segments. Required.
+    pub path: String,
+    /// The name of a handler the application registered, or the built-in `echo`. Required.
+    pub handler: String,
+    /// Subprotocols this route speaks, in order of preference. Default: none.
+    #[serde(default)]
+    pub protocols: Vec<String>,
+}
+
+/// Per-server limits. Every bound has an outcome a client can see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest message (all fragments together); over it the connection is closed with 1009.
+    /// Default: `"16MiB"`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_message_size: usize,
+    /// Largest single frame; over it the connection is closed with 1009. Default: `"16MiB"`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_frame_size: usize,
+    /// Time from TCP accept to a complete request head; past it the TCP connection is dropped
+    /// (slowloris). Default: `"10s"`.
+    #[serde(with = "serde_duration")]
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed with 1001.
+    /// `0` turns it off. Default: `"120s"`.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+    /// Open connections on this server; more are refused with 503 at the handshake.
+    /// Default: 50000.
+    pub max_connections: usize,
+    /// Bytes queued for one connection that it has not read yet; a push beyond it marks the
+    /// client a slow consumer and closes it with `slow_consumer_code`. Default: `"4MiB"`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_queue_size: usize,
+    /// Close code for a slow consumer: 1008 (policy) or 1013 (try again later). Default: 1008.
+    pub slow_consumer_code: u16,
+    /// Largest HTTP request head (request line and headers); over it the handshake gets 431.
+    /// Default: `"16KiB"`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_request_head: usize,
+    /// Most headers in a handshake request; more get 431. Default: 64.
+    pub max_headers: usize,
+    /// How long the server waits for the client's close frame after sending its own. Default: `"5s"`.
+    #[serde(with = "serde_duration")]
+    pub close_timeout: Duration,
+}
+
+/// Server heartbeat: pings that detect half-open TCP connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Send a ping after this long without traffic from the client; `0` turns heartbeats
+    /// off. Default: `"30s"`.
+    #[serde(with = "serde_duration")]
+    pub interval: Duration,
+    /// Close the connection (1001) when no pong or other frame arrives this long after a ping.
+    /// Default: `"10s"`.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+}
+
+fn default_host() -> String {
+    "0.0.0.0".to_owned()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            servers: vec![
+                ServerConfig::new("http", ServerKind::Http, 9501),
+                ServerConfig::new("ws", ServerKind::Websocket, 9502).with_route("/echo", "echo"),
+            ],
+            drain_timeout: Duration::from_secs(10),
+            node_id: 0,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 50_000,
+            max_queue_size: 4 << 20,
+            slow_consumer_code: 1008,
+            max_request_head: 16 << 10,
+            max_headers: 64,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A server with default limits and no routes, bound to 0.0.0.0.
+    pub fn new(name: impl Into<String>, kind: ServerKind, port: u16) -> ServerConfig {
+        ServerConfig {
+            name: name.into(),
+            kind,
+            host: default_host(),
+            port,
+            limits: Limits::default(),
+            heartbeat: Heartbeat::default(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Sets the bind host.
+    pub fn with_host(mut self, host: impl Into<String>) -> ServerConfig {
+        self.host = host.into();
+        self
+    }
+
+    /// Mounts a named handler (such as the built-in `echo`) at `path`.
+    pub fn with_route(mut self, path: impl Into<String>, handler: impl Into<String>) -> Self {
+        self.routes.push(RouteConfig {
+            path: path.into(),
+            handler: handler.into(),
+            protocols: Vec::new(),
+        });
+        self
+    }
+}
+
+impl Config {
+    /// A configuration with no servers, for building one in code.
+    pub fn empty() -> Config {
+        Config {
+            servers: Vec::new(),
+            ..Config::default()
+        }
+    }
+
+    /// Adds a server.
+    pub fn with_server(mut self, server: ServerConfig) -> Config {
+        self.servers.push(server);
+        self
+    }
+
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The server called `name`, mutably.
+    pub fn server_mut(&mut self, name: &str) -> Option<&mut ServerConfig> {
+        self.servers.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Parses a TOML document (no environment overrides) and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::parse(None, &e))?;
+        config.validate().map_err(|e| e.in_file(None))?;
+        Ok(config)
+    }
+
+    /// Loads the configuration the way `wharf serve` does: the file at `path` if given, else
+    /// the built-in defaults; then the environment overrides (see [`Config::apply_env`]).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    file: Some(path.to_owned()),
+                    key: None,
+                    message: format!("cannot read the file: {e}"),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::parse(Some(path), &e))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate().map_err(|e| e.in_file(path))?;
+        Ok(config)
+    }
+
+    /// Applies environment overrides, read through `var`:
+    ///
+    /// | variable | overrides |
+    /// |---|---|
+    /// | `WHARF_<NAME>_HOST` | `host` of the server called `<name>` (upper case, `-` as `_`) |
+    /// | `WHARF_<NAME>_PORT` | `port` of that server |
+    /// | `WHARF_<NAME>_MAX_CONNECTIONS` | its `limits.max_connections` |
+    /// | `WHARF_<NAME>_MAX_MESSAGE_SIZE` | its `limits.max_message_size` |
+    /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
+    /// | `WHARF_NODE_ID` | `node_id` |
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn bad(name: &str, message: String) -> ConfigError {
+            ConfigError {
+                file: None,
+                key: Some(format!("environment variable {name}")),
+                message,
+            }
+        }
+        if let Some(v) = var("WHARF_DRAIN_TIMEOUT") {
+            self.drain_timeout = parse_duration(&v).map_err(|m| bad("WHARF_DRAIN_TIMEOUT", m))?;
+        }
+        if let Some(v) = var("WHARF_NODE_ID") {
+            self.node_id = v
+                .parse()
+                .map_err(|_| bad("WHARF_NODE_ID", format!("`{v}` is not a number 0-65535")))?;
+        }
+        for server in &mut self.servers {
+            let prefix = format!("WHARF_{}_", server.name.to_uppercase().replace('-', "_"));
+            let name = |suffix: &str| format!("{prefix}{suffix}");
+            if let Some(v) = var(&name("HOST")) {
+                server.host = v;
+            }
+            if let Some(v) = var(&name("PORT")) {
+                server.port = v
+                    .parse()
+                    .map_err(|_| bad(&name("PORT"), format!("`{v}` is not a port number")))?;
+            }
+            if let Some(v) = var(&name("MAX_CONNECTIONS")) {
+                server.limits.max_connections = v
+                    .parse()
+                    .map_err(|_| bad(&name("MAX_CONNECTIONS"), format!("`{v}` is not a number")))?;
+            }
+            if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
+                server.limits.max_message_size =
+                    parse_size(&v).map_err(|m| bad(&name("MAX_MESSAGE_SIZE"), m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: unique names and ports, paths, codes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let key_err = |key: String, message: String| ConfigError {
+            file: None,
+            key: Some(key),
+            message,
+        };
+        let mut names = HashSet::new();
+        let mut ports = HashSet::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            let key = |field: &str| format!("server[{i}].{field}");
+            if server.name.is_empty() {
+                return Err(key_err(key("name"), "must not be empty".into()));
+            }
+            if !names.insert(server.name.as_str()) {
+                return Err(key_err(
+                    key("name"),
+                    format!("two servers are called `{}`", server.name),
+                ));
+            }
+            if server.port != 0 && !ports.insert((server.host.as_str(), server.port)) {
+                return Err(key_err(
+                    key("port"),
+                    format!("port {} is used by two servers", server.port),
+                ));
+            }
+            let code = server.limits.slow_consumer_code;
+            if code != 1008 && code != 1013 {
+                return Err(key_err(
+                    key("limits.slow_consumer_code"),
+                    format!("must be 1008 or 1013, not {code}"),
+                ));
+            }
+            if server.limits.max_frame_size == 0 || server.limits.max_message_size == 0 {
+                return Err(key_err(key("limits"), "sizes must be above 0".into()));
+            }
+            if server.kind == ServerKind::Http && !server.routes.is_empty() {
+                return Err(key_err(
+                    key("route"),
+                    "config routes mount WebSocket handlers; this server is `http`".into(),
+                ));
+            }
+            for (j, route) in server.routes.iter().enumerate() {
+                if !route.path.starts_with('/') {
+                    return Err(key_err(
+                        format!("server[{i}].route[{j}].path"),
+                        format!("`{}` must start with `/`", route.path),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot be used: which file, which key, what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}{message}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default(), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    file: Option<PathBuf>,
+    key: Option<String>,
+    message: String,
+}
+
+impl ConfigError {
+    fn parse(file: Option<&Path>, error: &toml::de::Error) -> ConfigError {
+        // toml's Display names the line, the column, the offending key and what is wrong.
+        ConfigError {
+            file: file.map(Path::to_owned),
+            key: None,
+            message: error.to_string().trim_end().to_owned(),
+        }
+    }
+
+    fn in_file(mut self, file: Option<&Path>) -> ConfigError {
+        if self.file.is_none() {
+            self.file = file.map(Path::to_owned);
+        }
+        self
+    }
+
+    /// The file the error is in, if it came from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The key (or position) that is wrong, if known.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+mod serde_duration {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::units::duration(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let config = Config::default();
+        assert_eq!(config.servers[0].name, "http");
+        assert_eq!(config.servers[0].port, 9501);
+        assert_eq!(config.servers[1].name, "ws");
+        assert_eq!(config.servers[1].port, 9502);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err =
+            Config::from_toml_str("[[server]]\nname='ws'\nkind='websocket'\nport=1\nprot=2\n")
+                .expect_err("unknown key");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let err = Config::from_toml_str(
+            "[[server]]\nname='a'\nkind='http'\nport=1\n[[server]]\nname='a'\nkind='http'\nport=2\n",
+        )
+        .expect_err("duplicate");
+        assert_eq!(err.key(), Some("server[1].name"));
+    }
+
+    #[test]
+    fn env_overrides_port() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "WHARF_WS_PORT").then(|| "7000".to_owned()))
+            .expect("valid");
+        assert_eq!(config.server("ws").map(|s| s.port), Some(7000));
+        let err = config
+            .apply_env(|name| (name == "WHARF_HTTP_PORT").then(|| "x".to_owned()))
+            .expect_err("bad port");
+        assert!(err.to_string().contains("WHARF_HTTP_PORT"));
+    }
+}

@@ -1,0 +1,249 @@
+//! A connection as the application sees it: its id, where it came from, the data attached at
+//! the handshake, and how to talk to it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::Extensions;
+use serde::{Serialize, Serializer};
+
+use crate::outbox::{Outbox, PushError};
+use crate::{CloseCode, Message, SendError};
+
+/// A connection id, unique in the process and across a cluster: the node id and a per-node
+/// sequence number. Written `"<node>-<seq>"` (a string in JSON, since JavaScript numbers cannot
+/// hold 64 bits).
+///
+/// ```
+/// use wharf::ConnId;
+/// let id: ConnId = "3-42".parse().unwrap();
+/// assert_eq!((id.node(), id.seq()), (3, 42));
+/// assert_eq!(id.to_string(), "3-42");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+const SEQ_BITS: u32 = 48;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+impl ConnId {
+    /// Builds an id from a node id and a sequence number (the low 48 bits are kept).
+    pub const fn new(node: u16, seq: u64) -> ConnId {
+        ConnId(((node as u64) << SEQ_BITS) | (seq & SEQ_MASK))
+    }
+
+    /// The node that owns the connection.
+    pub const fn node(self) -> u16 {
+        (self.0 >> SEQ_BITS) as u16
+    }
+
+    /// The sequence number on that node.
+    pub const fn seq(self) -> u64 {
+        self.0 & SEQ_MASK
+    }
+
+    /// The id as one number.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.node(), self.seq())
+    }
+}
+
+/// The text was not `"<node>-<seq>"`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{0}` is not a connection id (expected <node>-<seq>, such as 0-17)")]
+pub struct ParseConnIdError(String);
+
+impl FromStr for ConnId {
+    type Err = ParseConnIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseConnIdError(s.chars().take(64).collect());
+        let (node, seq) = s.split_once('-').ok_or_else(bad)?;
+        let node: u16 = node.parse().map_err(|_| bad())?;
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        if seq > SEQ_MASK {
+            return Err(bad());
+        }
+        Ok(ConnId::new(node, seq))
+    }
+}
+
+impl Serialize for ConnId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The parts of the handshake request, handed to [`Handler::on_open`](crate::Handler::on_open)
+/// and dropped after it.
+pub type OpenRequest = http::request::Parts;
+
+pub(crate) struct ConnShared {
+    pub(crate) id: ConnId,
+    pub(crate) server: Arc<str>,
+    pub(crate) route: Arc<str>,
+    pub(crate) path: Box<str>,
+    pub(crate) params: Box<[(Box<str>, Box<str>)]>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) opened_at: SystemTime,
+    pub(crate) opened: Instant,
+    pub(crate) data: Extensions,
+    pub(crate) outbox: Outbox,
+}
+
+/// A handle to one open connection. Cheap to clone; it can be kept and used from any task.
+///
+/// Sending to a connection that has closed fails with [`SendError::Closed`].
+#[derive(Clone)]
+pub struct Conn(pub(crate) Arc<ConnShared>);
+
+impl Conn {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.0.id
+    }
+
+    /// The name of the server it came in on.
+    pub fn server(&self) -> &str {
+        &self.0.server
+    }
+
+    /// The route pattern it matched, such as `/rooms/{room}`.
+    pub fn route(&self) -> &str {
+        &self.0.route
+    }
+
+    /// The request path, such as `/rooms/lobby`.
+    pub fn path(&self) -> &str {
+        &self.0.path
+    }
+
+    /// A path parameter of the route, such as `room` in `/rooms/{room}`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.0
+            .params
+            .iter()
+            .find(|(key, _)| &**key == name)
+            .map(|(_, value)| &**value)
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// The subprotocol agreed at the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.0.protocol.as_deref()
+    }
+
+    /// When the connection opened.
+    pub fn opened_at(&self) -> SystemTime {
+        self.0.opened_at
+    }
+
+    /// A value attached during the handshake (by middleware, through the request's extensions).
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.data.get::<T>()
+    }
+
+    /// Queues a message to this connection.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
+        let message = message.into();
+        let result = self
+            .0
+            .outbox
+            .push_frame(message.opcode(), message.as_bytes());
+        result.map_err(|e| match e {
+            PushError::Closed => SendError::Closed(self.0.id),
+            PushError::Full => SendError::QueueFull(self.0.id),
+        })
+    }
+
+    /// Starts a close handshake with `code` and `reason` (cut to 123 bytes on a character
+    /// boundary) once everything queued before has been written. Returns false when the
+    /// connection was already closing.
+    pub fn close(&self, code: CloseCode, reason: &str) -> bool {
+        self.0.outbox.request_close(code, reason)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.outbox.queued()
+    }
+
+    /// A snapshot for listings.
+    pub fn info(&self) -> ConnInfo {
+        ConnInfo {
+            id: self.0.id,
+            server: self.0.server.to_string(),
+            route: self.0.route.to_string(),
+            path: self.0.path.to_string(),
+            peer: self.0.peer,
+            opened_at_ms: self
+                .0
+                .opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            age_ms: self.0.opened.elapsed().as_millis() as u64,
+            queued_bytes: self.queued_bytes(),
+        }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.0.id)
+            .field("route", &self.0.route)
+            .field("peer", &self.0.peer)
+            .finish()
+    }
+}
+
+/// What a listing says about a connection.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ConnInfo {
+    /// Its id.
+    pub id: ConnId,
+    /// The server it came in on.
+    pub server: String,
+    /// The route pattern it matched.
+    pub route: String,
+    /// The request path.
+    pub path: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When it opened, in milliseconds since the Unix epoch.
+    pub opened_at_ms: u64,
+    /// How long it has been open, in milliseconds.
+    pub age_ms: u64,
+    /// Bytes queued to it and not yet written.
+    pub queued_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_id_round_trips() {
+        let id = ConnId::new(65535, 123_456);
+        assert_eq!(id.to_string().parse::<ConnId>().ok(), Some(id));
+        assert!("12".parse::<ConnId>().is_err());
+        assert!("a-1".parse::<ConnId>().is_err());
+        assert!("70000-1".parse::<ConnId>().is_err());
+    }
+}

@@ -1,0 +1,505 @@
+//! The connection driver: one task per open connection, from the 101 to the last byte.
+//!
+//! It reads into a per-thread scratch buffer, so an idle connection owns no read buffer
+//! (only a partial frame header, at most 14 bytes, is kept between reads). Everything one
+//! read brings is decoded and handed to the handler before anything is written, and all the
+//! replies of that batch leave in one write: pipelined clients cost one syscall per batch,
+//! not per message.
+//!
+//! Cancellation: the driver is never cancelled from outside; shutdown, timeouts and close
+//! requests are events inside its loop, so `on_close` always runs exactly once.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
+
+use crate::conn::{Conn, OpenRequest};
+use crate::handler::{CatchUnwind, CloseEvent, Initiator};
+use crate::outbox::Drained;
+use crate::routing::PingPolicy;
+use crate::server::ServerShared;
+use crate::{CloseCode, HandlerError, Message};
+
+const SCRATCH_LEN: usize = 64 * 1024;
+/// Unwritten bytes above which the driver stops reading: a client that does not read its
+/// replies is not allowed to make the server buffer more of them.
+const READ_PAUSE: usize = 256 * 1024;
+/// A write buffer grown beyond this is freed once empty, so a burst does not pin memory.
+const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
+
+enum ReadEvent {
+    Data,
+    Eof,
+    Error(io::Error),
+}
+
+enum IoEvent {
+    Read(ReadEvent),
+    CloseRequested(CloseCode, String),
+    Overflow,
+    WriteFailed,
+}
+
+/// What ended the main loop.
+enum End {
+    /// Close with this code and reason, then wait for the client's close.
+    Close(CloseCode, String),
+    /// The client sent a close frame (its code, if any, and reason).
+    ClientClosed(Option<u16>, String),
+    /// The TCP connection is gone.
+    Network,
+}
+
+pub(crate) struct Driver<S> {
+    stream: S,
+    conn: Conn,
+    shared: Arc<ServerShared>,
+    handler: Arc<dyn crate::handler::DynHandler>,
+    ping: PingPolicy,
+    decoder: Decoder,
+    header: [u8; wharf_proto::MAX_HEADER_LEN],
+    header_len: usize,
+    frames: Vec<Frame>,
+    failed: Option<ProtocolError>,
+    write_buf: Vec<u8>,
+    written: usize,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    pub(crate) fn new(
+        stream: S,
+        conn: Conn,
+        shared: Arc<ServerShared>,
+        handler: Arc<dyn crate::handler::DynHandler>,
+        ping: PingPolicy,
+        write_buf: Vec<u8>,
+    ) -> Self {
+        let decoder = Decoder::new(shared.decoder_config());
+        Driver {
+            stream,
+            conn,
+            shared,
+            handler,
+            ping,
+            decoder,
+            header: [0; wharf_proto::MAX_HEADER_LEN],
+            header_len: 0,
+            frames: Vec::new(),
+            failed: None,
+            write_buf,
+            written: 0,
+            last_seen: Instant::now(),
+            ping_sent: None,
+        }
+    }
+
+    /// Runs the connection to its end and returns how it ended. `on_close` has run.
+    pub(crate) async fn run(
+        mut self,
+        leftover: Vec<u8>,
+        request: OpenRequest,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> CloseEvent {
+        if !leftover.is_empty() {
+            self.feed(&leftover);
+        }
+        let end = match self
+            .call(CatchUnwind(self.handler.on_open(&self.conn, &request)))
+            .await
+        {
+            Ok(()) => {
+                drop(request);
+                self.main_loop(&mut shutdown).await
+            }
+            Err(end) => end,
+        };
+        let event = self.finish(end).await;
+        self.conn.0.outbox.mark_closed();
+        self.shared.registry.remove(self.conn.id());
+        let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
+        if let Err(panic) = closing {
+            error!(conn = %self.conn.id(), panic, "on_close panicked");
+        }
+        event
+    }
+
+    async fn main_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
+        let sleep = tokio::time::sleep_until(self.next_deadline().into());
+        tokio::pin!(sleep);
+        loop {
+            if !self.frames.is_empty() {
+                if let Some(end) = self.dispatch().await {
+                    return end;
+                }
+            }
+            if let Some(error) = self.failed.take() {
+                debug!(conn = %self.conn.id(), code = error.code(), reason = error.reason(), "protocol error");
+                return End::Close(CloseCode::new(error.code()), error.reason().to_owned());
+            }
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    return End::Close(CloseCode::GOING_AWAY, "server shutting down".to_owned());
+                }
+                event = poll_fn(|cx| self.poll_io(cx)) => event,
+                () = &mut sleep => {
+                    if let Some(end) = self.on_timer() {
+                        return end;
+                    }
+                    sleep.as_mut().reset(self.next_deadline().into());
+                    continue;
+                }
+            };
+            match event {
+                IoEvent::Read(ReadEvent::Data) => {}
+                IoEvent::Read(ReadEvent::Eof) => return End::Network,
+                IoEvent::Read(ReadEvent::Error(e)) => {
+                    debug!(conn = %self.conn.id(), error = %e, "read failed");
+                    return End::Network;
+                }
+                IoEvent::WriteFailed => return End::Network,
+                IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
+                IoEvent::Overflow => {
+                    warn!(conn = %self.conn.id(), queued = self.conn.queued_bytes(), "slow consumer: outgoing queue full, closing");
+                    let code = CloseCode::new(self.shared.limits.slow_consumer_code);
+                    return End::Close(code, "slow consumer".to_owned());
+                }
+            }
+        }
+    }
+
+    /// Hands every decoded frame to the handler, in order.
+    async fn dispatch(&mut self) -> Option<End> {
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut end = None;
+        for frame in frames.drain(..) {
+            let message = match frame {
+                Frame::Text(bytes) => match String::from_utf8(Vec::from(bytes)) {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => {
+                        end = Some(End::Close(
+                            CloseCode::INVALID_PAYLOAD,
+                            "invalid UTF-8".into(),
+                        ));
+                        break;
+                    }
+                },
+                Frame::Binary(data) => Message::Binary(data),
+                Frame::Ping(data) if self.ping == PingPolicy::Auto => {
+                    wharf_proto::encode_frame(&mut self.write_buf, OpCode::Pong, &data, None);
+                    continue;
+                }
+                Frame::Ping(data) => Message::Ping(data),
+                Frame::Pong(_) if self.ping == PingPolicy::Auto => continue,
+                Frame::Pong(data) => Message::Pong(data),
+                Frame::Close(close) => {
+                    let (code, reason) = match close {
+                        Some((code, reason)) => (Some(code), reason),
+                        None => (None, String::new()),
+                    };
+                    end = Some(End::ClientClosed(code, reason));
+                    break;
+                }
+            };
+            let future = CatchUnwind(self.handler.on_message(&self.conn, message));
+            if let Err(failure) = self.call(future).await {
+                end = Some(failure);
+                break;
+            }
+        }
+        frames.clear();
+        self.frames = frames;
+        end
+    }
+
+    /// Awaits a handler callback; an error or panic becomes the close the error handler picks.
+    async fn call(&self, future: CatchUnwind<'_, Result<(), HandlerError>>) -> Result<(), End> {
+        let error = match future.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => {
+                error!(conn = %self.conn.id(), route = self.conn.route(), %error, "handler failed");
+                error
+            }
+            Err(panic) => {
+                error!(conn = %self.conn.id(), route = self.conn.route(), panic, "handler panicked");
+                HandlerError::msg(panic)
+            }
+        };
+        let (code, reason) = self.shared.error_handler.handler_error(&self.conn, &error);
+        Err(End::Close(code, reason))
+    }
+
+    /// Decodes bytes that arrived with the handshake request (a client that did not wait for
+    /// the 101). No partial header is carried yet, so `bytes` is the whole input.
+    fn feed(&mut self, bytes: &[u8]) {
+        match self.decoder.decode(bytes, &mut self.frames) {
+            Ok(consumed) => self.keep_partial_header(&bytes[consumed..]),
+            Err(error) => self.failed = Some(error),
+        }
+    }
+
+    fn keep_partial_header(&mut self, rest: &[u8]) {
+        keep_partial(
+            &mut self.header,
+            &mut self.header_len,
+            &mut self.failed,
+            rest,
+        );
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ReadEvent> {
+        loop {
+            let Driver {
+                stream,
+                decoder,
+                header,
+                header_len,
+                frames,
+                failed,
+                ..
+            } = self;
+            let polled = SCRATCH.with_borrow_mut(|scratch| {
+                let carried = *header_len;
+                scratch[..carried].copy_from_slice(&header[..carried]);
+                let mut buf = ReadBuf::new(&mut scratch[carried..]);
+                match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(ReadEvent::Error(e)),
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(ReadEvent::Eof),
+                    Poll::Ready(Ok(())) => {
+                        let total = carried + buf.filled().len();
+                        match decoder.decode(&scratch[..total], frames) {
+                            Ok(consumed) => {
+                                keep_partial(header, header_len, failed, &scratch[consumed..total])
+                            }
+                            Err(error) => *failed = Some(error),
+                        }
+                        Poll::Ready(ReadEvent::Data)
+                    }
+                }
+            });
+            match polled {
+                Poll::Ready(ReadEvent::Data) => {
+                    self.last_seen = Instant::now();
+                    self.ping_sent = None;
+                    if self.frames.is_empty() && self.failed.is_none() {
+                        continue;
+                    }
+                    return Poll::Ready(ReadEvent::Data);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes what is pending, drains the outbox, then reads.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<IoEvent> {
+        loop {
+            if self.written < self.write_buf.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.write_buf[self.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(IoEvent::WriteFailed);
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        continue;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if !self.write_buf.is_empty() {
+                self.reset_write_buf();
+                if let Poll::Ready(Err(_)) = Pin::new(&mut self.stream).poll_flush(cx) {
+                    return Poll::Ready(IoEvent::WriteFailed);
+                }
+            }
+            match self.conn.0.outbox.drain_into(&mut self.write_buf, cx) {
+                Drained::Bytes => continue,
+                Drained::Empty => break,
+                Drained::Close(code, reason) => {
+                    return Poll::Ready(IoEvent::CloseRequested(code, reason));
+                }
+                Drained::Overflow => return Poll::Ready(IoEvent::Overflow),
+            }
+        }
+        if self.write_buf.len() - self.written > READ_PAUSE {
+            return Poll::Pending;
+        }
+        self.poll_read(cx).map(IoEvent::Read)
+    }
+
+    fn reset_write_buf(&mut self) {
+        if self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
+            self.write_buf = Vec::new();
+        } else {
+            self.write_buf.clear();
+        }
+        self.written = 0;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let limits = &self.shared.limits;
+        let heartbeat = &self.shared.heartbeat;
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        let idle = (!limits.idle_timeout.is_zero()).then(|| self.last_seen + limits.idle_timeout);
+        let beat = (!heartbeat.interval.is_zero()).then(|| match self.ping_sent {
+            Some(sent) => sent + heartbeat.timeout,
+            None => self.last_seen + heartbeat.interval,
+        });
+        [idle, beat].into_iter().flatten().min().unwrap_or(far)
+    }
+
+    fn on_timer(&mut self) -> Option<End> {
+        let now = Instant::now();
+        let limits = &self.shared.limits;
+        let heartbeat = &self.shared.heartbeat;
+        if !limits.idle_timeout.is_zero() && now >= self.last_seen + limits.idle_timeout {
+            return Some(End::Close(CloseCode::GOING_AWAY, "idle timeout".into()));
+        }
+        if heartbeat.interval.is_zero() {
+            return None;
+        }
+        match self.ping_sent {
+            Some(sent) if now >= sent + heartbeat.timeout => {
+                Some(End::Close(CloseCode::GOING_AWAY, "ping timeout".into()))
+            }
+            None if now >= self.last_seen + heartbeat.interval => {
+                wharf_proto::encode_frame(&mut self.write_buf, OpCode::Ping, b"wharf", None);
+                self.ping_sent = Some(now);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs the close handshake for `end` within the close timeout and returns the event.
+    async fn finish(&mut self, end: End) -> CloseEvent {
+        self.conn.0.outbox.mark_closed();
+        let (event, wait_for_client) = match end {
+            End::Close(code, reason) => {
+                let code = if code.is_sendable() {
+                    code
+                } else {
+                    CloseCode::INTERNAL_ERROR
+                };
+                wharf_proto::encode_close(&mut self.write_buf, code.as_u16(), &reason, None);
+                (close_event(code, reason, Initiator::Server), true)
+            }
+            End::ClientClosed(code, reason) => {
+                match code {
+                    Some(code) => wharf_proto::encode_close(&mut self.write_buf, code, "", None),
+                    None => {
+                        wharf_proto::encode_frame(&mut self.write_buf, OpCode::Close, &[], None)
+                    }
+                }
+                let code = code.map(CloseCode::new).unwrap_or(CloseCode::NO_STATUS);
+                (close_event(code, reason, Initiator::Client), false)
+            }
+            End::Network => {
+                return close_event(CloseCode::ABNORMAL, String::new(), Initiator::Network);
+            }
+        };
+        let timeout = self.shared.limits.close_timeout;
+        let closing = async {
+            self.write_all().await?;
+            if wait_for_client {
+                self.await_client_close().await;
+            }
+            poll_fn(|cx| Pin::new(&mut self.stream).poll_shutdown(cx)).await
+        };
+        if tokio::time::timeout(timeout, closing).await.is_err() {
+            debug!(conn = %self.conn.id(), "close handshake timed out");
+        }
+        event
+    }
+
+    async fn write_all(&mut self) -> io::Result<()> {
+        poll_fn(|cx| {
+            while self.written < self.write_buf.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.write_buf[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Pin::new(&mut self.stream).poll_flush(cx)
+        })
+        .await?;
+        self.reset_write_buf();
+        Ok(())
+    }
+
+    /// Reads and drops frames until the client's close frame, EOF or an error.
+    async fn await_client_close(&mut self) {
+        loop {
+            self.frames.clear();
+            if self.failed.is_some() {
+                return;
+            }
+            match poll_fn(|cx| self.poll_read(cx)).await {
+                ReadEvent::Data => {
+                    if self.frames.iter().any(|f| matches!(f, Frame::Close(_))) {
+                        return;
+                    }
+                }
+                ReadEvent::Eof | ReadEvent::Error(_) => return,
+            }
+        }
+    }
+}
+
+/// Keeps the unconsumed tail of a read (an incomplete frame header) for the next read.
+fn keep_partial(
+    header: &mut [u8; wharf_proto::MAX_HEADER_LEN],
+    header_len: &mut usize,
+    failed: &mut Option<ProtocolError>,
+    rest: &[u8],
+) {
+    match header.get_mut(..rest.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(rest);
+            *header_len = rest.len();
+        }
+        // The decoder promises to leave less than a header; never index out of bounds if not.
+        None => *failed = Some(ProtocolError::new(1002, "frame header too long")),
+    }
+}
+
+fn close_event(code: CloseCode, reason: String, initiator: Initiator) -> CloseEvent {
+    CloseEvent {
+        code,
+        reason,
+        initiator,
+    }
+}
+
+/// Logs a connection's end in one line.
+pub(crate) fn log_closed(conn: &Conn, event: &CloseEvent) {
+    info!(
+        conn = %conn.id(),
+        server = conn.server(),
+        route = conn.route(),
+        peer = %conn.peer(),
+        duration_ms = conn.0.opened.elapsed().as_millis() as u64,
+        code = event.code.as_u16(),
+        reason = %event.reason,
+        closed_by = event.initiator.as_str(),
+        "connection closed"
+    );
+}

@@ -1,0 +1,85 @@
+//! wharf's errors.
+
+use std::io;
+
+use crate::ConnId;
+
+/// Why a server could not start or run. `wharf serve` prints it and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid. Fix the file or variable it names.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    /// A server could not bind its address (the port is taken, or not permitted). Free the
+    /// port or change it in the config.
+    #[error("server `{server}`: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The server's name.
+        server: String,
+        /// The address it tried.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Routes were registered for a server the config does not declare, or for a server of
+    /// the wrong kind, or a config route names an unknown handler. Fix the application or config.
+    #[error("{0}")]
+    Setup(String),
+    /// An I/O error while serving.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why a message could not be queued to a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No open connection has this id (it closed, or never existed). Drop the message.
+    #[error("connection {0} not found")]
+    NotFound(ConnId),
+    /// The connection is closing. Drop the message.
+    #[error("connection {0} is closing")]
+    Closed(ConnId),
+    /// The connection's outgoing queue is full; it is being closed as a slow consumer.
+    #[error("connection {0} is not reading; its queue is full")]
+    QueueFull(ConnId),
+}
+
+/// An error a handler returns. The connection is closed (1011 unless the server's
+/// [`ErrorHandler`](crate::ErrorHandler) says otherwise) and the error is logged.
+///
+/// Any `std::error::Error` converts with `?`:
+///
+/// ```
+/// async fn parse(text: &str) -> Result<u32, wharf::HandlerError> {
+///     Ok(text.parse::<u32>()?)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct HandlerError(Box<dyn std::error::Error + Send + Sync>);
+
+impl HandlerError {
+    /// An error with a message.
+    pub fn msg(message: impl Into<String>) -> HandlerError {
+        HandlerError(message.into().into())
+    }
+
+    /// The underlying error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        HandlerError(Box::new(error))
+    }
+}

@@ -1,0 +1,170 @@
+//! Handlers: what the application does when a connection opens, sends a message and closes.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::conn::{Conn, OpenRequest};
+use crate::{CloseCode, HandlerError, Message};
+
+/// The callbacks of a WebSocket route. Every method has a default, so a handler implements
+/// only what it needs.
+///
+/// `on_open` runs after the 101 response is sent; `on_message` for every text or binary
+/// message in order (and pings/pongs on [`PingPolicy::Deliver`](crate::PingPolicy::Deliver)
+/// routes); `on_close` exactly once for every opened connection, however it ended. A handler
+/// that returns an error or panics closes its own connection (1011 by default) and nothing
+/// else is disturbed.
+///
+/// ```
+/// use wharf::{Conn, Handler, HandlerError, Message};
+///
+/// struct Shout;
+///
+/// impl Handler for Shout {
+///     async fn on_message(&self, conn: &Conn, message: Message) -> Result<(), HandlerError> {
+///         if let Message::Text(text) = message {
+///             conn.send(text.to_uppercase())?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// A connection opened; `request` is the handshake request.
+    fn on_open(
+        &self,
+        conn: &Conn,
+        request: &OpenRequest,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (conn, request);
+        async { Ok(()) }
+    }
+
+    /// A message arrived.
+    fn on_message(
+        &self,
+        conn: &Conn,
+        message: Message,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (conn, message);
+        async { Ok(()) }
+    }
+
+    /// The connection closed; it can no longer be sent to.
+    fn on_close(&self, conn: &Conn, event: &CloseEvent) -> impl Future<Output = ()> + Send {
+        let _ = (conn, event);
+        async {}
+    }
+}
+
+/// Who ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Initiator {
+    /// The client sent a close frame.
+    Client,
+    /// The server closed it (a handler, a `Sender`, a limit, a protocol error, shutdown).
+    Server,
+    /// The TCP connection ended without a close handshake (reset, EOF, write error).
+    Network,
+}
+
+impl Initiator {
+    /// `"client"`, `"server"` or `"network"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Initiator::Client => "client",
+            Initiator::Server => "server",
+            Initiator::Network => "network",
+        }
+    }
+}
+
+/// How a connection ended, given to [`Handler::on_close`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CloseEvent {
+    /// The close code: the one in the close frame, 1005 when the frame had none, 1006 when
+    /// there was no close frame at all.
+    pub code: CloseCode,
+    /// The close reason (may be empty).
+    pub reason: String,
+    /// Who ended it.
+    pub initiator: Initiator,
+}
+
+/// The built-in echo handler: sends every text and binary message back unchanged.
+/// Mounted by config with `handler = "echo"`; used for conformance runs and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn on_message(&self, conn: &Conn, message: Message) -> Result<(), HandlerError> {
+        conn.send(message)?;
+        Ok(())
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Handler`] made object-safe, so routes can hold different handler types.
+pub(crate) trait DynHandler: Send + Sync + 'static {
+    fn on_open<'a>(
+        &'a self,
+        conn: &'a Conn,
+        request: &'a OpenRequest,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+    fn on_message<'a>(
+        &'a self,
+        conn: &'a Conn,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+    fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn on_open<'a>(
+        &'a self,
+        conn: &'a Conn,
+        request: &'a OpenRequest,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(Handler::on_open(self, conn, request))
+    }
+
+    fn on_message<'a>(
+        &'a self,
+        conn: &'a Conn,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(Handler::on_message(self, conn, message))
+    }
+
+    fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()> {
+        Box::pin(Handler::on_close(self, conn, event))
+    }
+}
+
+/// Runs a handler future, turning a panic into `Err(message)`.
+pub(crate) struct CatchUnwind<'a, T>(pub(crate) BoxFuture<'a, T>);
+
+impl<T> Future for CatchUnwind<'_, T> {
+    type Output = Result<T, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a handler panicked".to_owned());
+                Poll::Ready(Err(text))
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! # wharf
+//!
+//! A WebSocket application server: named servers from config, routes to handlers with
+//! open/message/close callbacks, handshake middleware on tower, a registry of every connection
+//! and a [`Sender`] that pushes to or closes any of them from anywhere.
+//!
+//! ```no_run
+//! use wharf::{Config, Conn, Handler, HandlerError, Message, Router, Server};
+//!
+//! struct Greeter;
+//!
+//! impl Handler for Greeter {
+//!     async fn on_open(&self, conn: &Conn, _req: &wharf::OpenRequest) -> Result<(), HandlerError> {
+//!         conn.send("welcome")?;
+//!         Ok(())
+//!     }
+//!     async fn on_message(&self, conn: &Conn, message: Message) -> Result<(), HandlerError> {
+//!         conn.send(message)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), wharf::Error> {
+//!     Server::builder(Config::default())
+//!         .websocket("ws", Router::new().route("/greet", Greeter))
+//!         .bind()
+//!         .await?
+//!         .serve(wharf::shutdown_signal())
+//!         .await
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: servers, limits and heartbeat from defaults, `wharf.toml` and environment.
+//! - [`routing`]: [`Router`], [`Route`], [`PingPolicy`].
+//! - [`handler`]: the [`Handler`] trait, [`CloseEvent`], the built-in [`Echo`].
+//! - [`middleware`]: handshake middleware on tower, [`middleware::from_fn`].
+//! - [`rejection`]: every refused handshake as a [`Rejection`] (status + JSON body).
+//! - [`error_handler`]: per-server mapping of errors to responses and close codes.
+//! - [`Conn`], [`Sender`]: one connection, and all of them.
+//! - [`server`]: binding, accepting, the HTTP server, graceful shutdown.
+//! - the protocol engine (frames, handshake parsing, the connection driver) is private.
+
+pub mod close_code;
+pub mod config;
+mod conn;
+mod driver;
+mod error;
+pub mod error_handler;
+pub mod handler;
+mod handshake;
+mod message;
+pub mod middleware;
+mod outbox;
+mod registry;
+pub mod rejection;
+pub mod routing;
+mod sender;
+pub mod server;
+
+pub use close_code::CloseCode;
+pub use config::{Config, ConfigError, Heartbeat, Limits, RouteConfig, ServerConfig, ServerKind};
+pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError};
+pub use error::{Error, HandlerError, SendError};
+pub use error_handler::{DefaultErrorHandler, ErrorHandler};
+pub use handler::{CloseEvent, Echo, Handler, Initiator};
+pub use message::Message;
+pub use middleware::{BoxError, HandshakeRequest, PeerAddr, RouteParams};
+pub use rejection::{HandshakeResponse, Rejection};
+pub use routing::{IntoRoute, PingPolicy, Route, Router};
+pub use sender::Sender;
+pub use server::{BoundServer, Server, ServerBuilder, shutdown_signal};
+
+/// Re-exported so applications name the same versions wharf uses.
+pub use {axum, bytes, http, tower};

@@ -1,0 +1,188 @@
+//! The outgoing queue of one connection: encoded frames waiting to be written.
+//!
+//! Anyone may push (the connection's own handler, an HTTP handler, another task); only the
+//! connection's driver drains it. Frames are encoded once, when pushed, into one byte buffer,
+//! so a batch of replies leaves in a single write. The queue is bounded in bytes: a push that
+//! finds it over the limit marks the connection a slow consumer, and the driver closes it.
+//!
+//! The lock is a `std::sync::Mutex`: it is held only to append bytes or swap buffers, never
+//! across an `.await`, so an async mutex would only add cost (as mini-redis `db.rs` explains).
+
+use std::sync::Mutex;
+use std::task::{Context, Waker};
+use wharf_proto::OpCode;
+
+use crate::CloseCode;
+
+/// Why a push did not queue anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The queue was over its limit; the connection will be closed as a slow consumer.
+    Full,
+}
+
+#[derive(Default)]
+struct State {
+    buf: Vec<u8>,
+    waker: Option<Waker>,
+    close: Option<(CloseCode, String)>,
+    closed: bool,
+    overflow: bool,
+}
+
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    limit: usize,
+}
+
+/// What the driver found in the outbox.
+pub(crate) enum Drained {
+    /// Nothing queued; the waker is registered.
+    Empty,
+    /// Bytes were moved into the driver's buffer.
+    Bytes,
+    /// A close was requested (after everything queued before it, which was moved too).
+    Close(CloseCode, String),
+    /// The queue overflowed: close as a slow consumer.
+    Overflow,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a pusher panicked between two plain field writes; the
+        // state is still consistent, so keep going rather than take the connection down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encodes a whole frame into the queue.
+    pub(crate) fn push_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), PushError> {
+        self.push_with(|buf| wharf_proto::encode_frame(buf, opcode, payload, None))
+    }
+
+    /// Appends an already encoded frame (fan-out encodes once and pushes the same bytes everywhere).
+    pub(crate) fn push_encoded(&self, frame: &[u8]) -> Result<(), PushError> {
+        self.push_with(|buf| buf.extend_from_slice(frame))
+    }
+
+    fn push_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closed || state.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if state.buf.len() >= self.limit {
+            state.overflow = true;
+            wake(&mut state);
+            return Err(PushError::Full);
+        }
+        encode(&mut state.buf);
+        wake(&mut state);
+        Ok(())
+    }
+
+    /// Asks the driver to close with `code` and `reason` once what is queued has been written.
+    /// Returns false when the connection is already closing.
+    pub(crate) fn request_close(&self, code: CloseCode, reason: &str) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.close.is_some() {
+            return false;
+        }
+        let reason = wharf_proto::truncate_reason(reason).to_owned();
+        state.close = Some((code, reason));
+        wake(&mut state);
+        true
+    }
+
+    /// Marks the connection closed: later pushes fail with [`PushError::Closed`].
+    pub(crate) fn mark_closed(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.buf = Vec::new();
+    }
+
+    /// Bytes waiting in the queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Moves queued bytes into `out` (which must be empty), or registers `cx`'s waker.
+    pub(crate) fn drain_into(&self, out: &mut Vec<u8>, cx: &mut Context<'_>) -> Drained {
+        let mut state = self.lock();
+        if state.overflow {
+            return Drained::Overflow;
+        }
+        if !state.buf.is_empty() {
+            std::mem::swap(&mut state.buf, out);
+            return Drained::Bytes;
+        }
+        if let Some((code, reason)) = state.close.take() {
+            state.closed = true;
+            return Drained::Close(code, reason);
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Drained::Empty
+    }
+}
+
+fn wake(state: &mut State) {
+    if let Some(waker) = state.waker.take() {
+        waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn push_drain_close_order() {
+        let outbox = Outbox::new(1024);
+        let mut cx = Context::from_waker(Waker::noop());
+        outbox.push_frame(OpCode::Text, b"hi").expect("queued");
+        assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
+        assert_eq!(
+            outbox.push_frame(OpCode::Text, b"late"),
+            Err(PushError::Closed)
+        );
+        let mut out = Vec::new();
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Bytes
+        ));
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+        out.clear();
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Close(CloseCode::NORMAL, ref r) if r == "bye"
+        ));
+    }
+
+    #[test]
+    fn overflow_is_reported() {
+        let outbox = Outbox::new(4);
+        outbox
+            .push_frame(OpCode::Binary, b"12345")
+            .expect("first fits");
+        assert_eq!(
+            outbox.push_frame(OpCode::Binary, b"x"),
+            Err(PushError::Full)
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            outbox.drain_into(&mut Vec::new(), &mut cx),
+            Drained::Overflow
+        ));
+    }
+}

@@ -1,0 +1,433 @@
+//! Servers: binding the configured listeners, accepting connections, the HTTP server, and
+//! graceful shutdown.
+//!
+//! ```no_run
+//! use wharf::{Config, Echo, Router, Server};
+//!
+//! # async fn run() -> Result<(), wharf::Error> {
+//! let server = Server::builder(Config::default())
+//!     .websocket("ws", Router::new().route("/chat", Echo))
+//!     .bind()
+//!     .await?;
+//! println!("ws on {:?}", server.local_addr("ws"));
+//! server.serve(wharf::shutdown_signal()).await
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Heartbeat, Limits, ServerConfig, ServerKind};
+use crate::conn::{Conn, ConnShared};
+use crate::driver::{Driver, log_closed};
+use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
+use crate::handler::{DynHandler, Echo, Handler};
+use crate::registry::Registry;
+use crate::routing::{CompiledRouter, Route, Router};
+use crate::{Error, Sender};
+
+mod http_server;
+mod upgrade;
+
+/// The entry point: build a [`ServerBuilder`] from a [`Config`].
+#[derive(Debug, Clone, Copy)]
+pub struct Server;
+
+impl Server {
+    /// Starts building the servers `config` declares.
+    pub fn builder(config: Config) -> ServerBuilder {
+        let registry = Arc::new(Registry::new(config.node_id));
+        ServerBuilder {
+            config,
+            websocket: Vec::new(),
+            http: Vec::new(),
+            named: HashMap::from([("echo".to_owned(), Arc::new(Echo) as Arc<dyn DynHandler>)]),
+            error_handlers: HashMap::new(),
+            registry,
+        }
+    }
+}
+
+/// Registers routes, handlers and error handlers per named server, then binds.
+pub struct ServerBuilder {
+    config: Config,
+    websocket: Vec<(String, Router)>,
+    http: Vec<(String, axum::Router)>,
+    named: HashMap<String, Arc<dyn DynHandler>>,
+    error_handlers: HashMap<String, Arc<dyn ErrorHandler>>,
+    registry: Arc<Registry>,
+}
+
+impl ServerBuilder {
+    /// Adds WebSocket routes to the server called `name` (it must be a `websocket` server).
+    pub fn websocket(mut self, name: &str, router: Router) -> Self {
+        self.websocket.push((name.to_owned(), router));
+        self
+    }
+
+    /// Adds axum routes to the `http` server called `name`, beside the built-in `/health`.
+    pub fn http(mut self, name: &str, router: axum::Router) -> Self {
+        self.http.push((name.to_owned(), router));
+        self
+    }
+
+    /// Names a handler so config files can mount it (`route = [{ path = "/x", handler = "name" }]`).
+    /// `echo` is built in.
+    pub fn handler(mut self, name: &str, handler: impl Handler) -> Self {
+        self.named.insert(name.to_owned(), Arc::new(handler));
+        self
+    }
+
+    /// Sets the error handler of the server called `name`.
+    pub fn error_handler(mut self, name: &str, handler: impl ErrorHandler) -> Self {
+        self.error_handlers
+            .insert(name.to_owned(), Arc::new(handler));
+        self
+    }
+
+    /// The sender for every connection of this process; usable before binding (to hand to
+    /// HTTP handlers and background tasks).
+    pub fn sender(&self) -> Sender {
+        Sender::new(self.registry.clone())
+    }
+
+    /// The configuration being built.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds every configured server. Fails on a bad setup or a port that cannot be bound,
+    /// naming the server and the address.
+    pub async fn bind(mut self) -> Result<BoundServer, Error> {
+        self.config.validate()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tasks = Arc::new(TaskCounter::default());
+        let started = Instant::now();
+        for (name, _) in &self.websocket {
+            self.expect_kind(name, ServerKind::Websocket)?;
+        }
+        for (name, _) in &self.http {
+            self.expect_kind(name, ServerKind::Http)?;
+        }
+        let mut listeners = Vec::new();
+        let servers = self.config.servers.clone();
+        for server in &servers {
+            let addr = format!("{}:{}", server.host, server.port);
+            let listener = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    server: server.name.clone(),
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let local = listener.local_addr()?;
+            let kind = match server.kind {
+                ServerKind::Websocket => {
+                    let router = self.take_router(server)?;
+                    let shared = ServerShared {
+                        name: server.name.as_str().into(),
+                        limits: server.limits.clone(),
+                        heartbeat: server.heartbeat.clone(),
+                        error_handler: self.error_handler_for(&server.name),
+                        registry: self.registry.clone(),
+                        router,
+                        open: AtomicUsize::new(0),
+                        tasks: tasks.clone(),
+                        shutdown: shutdown_rx.clone(),
+                    };
+                    Listener::Websocket(Arc::new(shared))
+                }
+                ServerKind::Http => {
+                    let routes = self.take_http(&server.name);
+                    let sender = Sender::new(self.registry.clone());
+                    Listener::Http(http_server::router(routes, sender, started))
+                }
+            };
+            listeners.push((server.name.clone(), local, listener, kind));
+        }
+        Ok(BoundServer {
+            listeners,
+            drain_timeout: self.config.drain_timeout,
+            registry: self.registry,
+            shutdown_tx,
+            tasks,
+        })
+    }
+
+    fn expect_kind(&self, name: &str, kind: ServerKind) -> Result<(), Error> {
+        match self.config.server(name) {
+            Some(server) if server.kind == kind => Ok(()),
+            Some(_) => Err(Error::Setup(format!(
+                "server `{name}` is not a {kind:?} server"
+            ))),
+            None => Err(Error::Setup(format!(
+                "no server called `{name}` in the config"
+            ))),
+        }
+    }
+
+    fn error_handler_for(&self, name: &str) -> Arc<dyn ErrorHandler> {
+        self.error_handlers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(DefaultErrorHandler))
+    }
+
+    fn take_router(&mut self, server: &ServerConfig) -> Result<CompiledRouter, Error> {
+        let mut router = Router::new();
+        for route in &server.routes {
+            let handler = self.named.get(&route.handler).cloned().ok_or_else(|| {
+                Error::Setup(format!(
+                    "server `{}` route `{}`: no handler called `{}`",
+                    server.name, route.path, route.handler
+                ))
+            })?;
+            let mounted = Route::from_dyn(handler).protocols(route.protocols.clone());
+            router = router.route(&route.path, mounted);
+        }
+        let (mine, others) = std::mem::take(&mut self.websocket)
+            .into_iter()
+            .partition(|(name, _)| *name == server.name);
+        self.websocket = others;
+        for (_, extra) in mine {
+            router = router.merge(extra);
+        }
+        router
+            .compile(upgrade::accept_service())
+            .map_err(|e| Error::Setup(format!("server `{}`: {e}", server.name)))
+    }
+
+    fn take_http(&mut self, name: &str) -> axum::Router {
+        let (mine, others) = std::mem::take(&mut self.http)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(n, _)| n == name);
+        self.http = others;
+        mine.into_iter()
+            .fold(axum::Router::new(), |all, (_, router)| all.merge(router))
+    }
+}
+
+enum Listener {
+    Websocket(Arc<ServerShared>),
+    Http(axum::Router),
+}
+
+/// Servers bound to their ports, ready to [`serve`](BoundServer::serve).
+pub struct BoundServer {
+    listeners: Vec<(String, SocketAddr, TcpListener, Listener)>,
+    drain_timeout: Duration,
+    registry: Arc<Registry>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Arc<TaskCounter>,
+}
+
+impl BoundServer {
+    /// The address the server called `name` listens on (useful with port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, addr, ..)| *addr)
+    }
+
+    /// The sender for every connection of this process.
+    pub fn sender(&self) -> Sender {
+        Sender::new(self.registry.clone())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every connection with
+    /// 1001, runs every `on_close`, and returns once all are done or the drain timeout passed.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let mut servers = Vec::new();
+        for (name, addr, listener, kind) in self.listeners {
+            info!(server = %name, %addr, "listening");
+            let stop = self.shutdown_tx.subscribe();
+            let task = match kind {
+                Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
+                Listener::Http(router) => tokio::spawn(http_server::serve(listener, router, stop)),
+            };
+            servers.push(task);
+        }
+        shutdown.await;
+        info!(open = self.registry.count(), "shutting down");
+        self.shutdown_tx.send_replace(true);
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let drained = tokio::time::timeout_at(deadline, async {
+            for server in servers {
+                let _ = server.await;
+            }
+            self.tasks.wait_idle().await;
+        })
+        .await;
+        match drained {
+            Ok(()) => info!("shutdown complete"),
+            Err(_) => warn!(
+                open = self.registry.count(),
+                "drain timeout passed; abandoning the connections still open"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// What every connection of one WebSocket server shares.
+pub(crate) struct ServerShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) limits: Limits,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) error_handler: Arc<dyn ErrorHandler>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) router: CompiledRouter,
+    /// Open connections of this server (for `max_connections`).
+    pub(crate) open: AtomicUsize,
+    pub(crate) tasks: Arc<TaskCounter>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl ServerShared {
+    pub(crate) fn decoder_config(&self) -> wharf_proto::DecoderConfig {
+        let mut config = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
+        config.max_message_size = self.limits.max_message_size;
+        config.max_frame_size = self.limits.max_frame_size;
+        config
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ServerShared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let guard = shared.tasks.enter();
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        handle_connection(shared, stream, peer).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    warn!(server = %shared.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let Some(accepted) = upgrade::handshake(&shared, &mut stream, peer).await else {
+        return;
+    };
+    let upgrade::Accepted {
+        route,
+        request,
+        data,
+        params,
+        protocol,
+        leftover,
+        slot,
+    } = accepted;
+    let conn = Conn(Arc::new(ConnShared {
+        id: shared.registry.next_id(),
+        server: shared.name.clone(),
+        route: route.pattern.clone(),
+        path: request.uri.path().into(),
+        params: params
+            .into_iter()
+            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+            .collect(),
+        peer,
+        protocol: protocol.map(Into::into),
+        opened_at: SystemTime::now(),
+        opened: Instant::now(),
+        data,
+        outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size),
+    }));
+    shared.registry.insert(conn.clone());
+    info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
+    let driver = Driver::new(
+        stream,
+        conn.clone(),
+        shared.clone(),
+        route.handler.clone(),
+        route.ping,
+        Vec::new(),
+    );
+    let event = driver.run(leftover, request, shared.shutdown.clone()).await;
+    log_closed(&conn, &event);
+    drop(slot);
+}
+
+/// Counts connection tasks so shutdown can wait for all of them.
+#[derive(Default)]
+pub(crate) struct TaskCounter {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+pub(crate) struct TaskGuard(Arc<TaskCounter>);
+
+impl TaskCounter {
+    fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(self.clone())
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: starts the services the tests need when they are down,
+# then the unit and integration tests (nextest) and the doc tests (README snippets included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/services.sh
+cargo nextest run --workspace --all-targets --no-fail-fast
+cargo test --workspace --doc
