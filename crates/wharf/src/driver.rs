@@ -129,7 +129,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Err(end) => end,
         };
         let event = self.finish(end).await;
-        self.conn.0.outbox.mark_closed();
         self.shared.registry.remove(self.conn.id());
         let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
         if let Err(panic) = closing {
@@ -389,7 +388,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Runs the close handshake for `end` within the close timeout and returns the event.
     async fn finish(&mut self, end: End) -> CloseEvent {
-        self.conn.0.outbox.mark_closed();
+        // Whatever the handler queued before the close leaves before the close frame (valid
+        // messages that preceded a bad frame are still answered; shutdown flushes the queue).
+        let queued = self.conn.0.outbox.close_and_take();
+        if !matches!(end, End::Network) {
+            self.write_buf.extend_from_slice(&queued);
+        }
         let (event, wait_for_client) = match end {
             End::Close(code, reason) => {
                 let code = if code.is_sendable() {

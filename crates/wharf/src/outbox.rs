@@ -101,11 +101,13 @@ impl Outbox {
         true
     }
 
-    /// Marks the connection closed: later pushes fail with [`PushError::Closed`].
-    pub(crate) fn mark_closed(&self) {
+    /// Marks the connection closed (later pushes fail with [`PushError::Closed`]) and returns
+    /// what was still queued, so the driver can write it before its close frame.
+    pub(crate) fn close_and_take(&self) -> Vec<u8> {
         let mut state = self.lock();
         state.closed = true;
-        state.buf = Vec::new();
+        state.close = None;
+        std::mem::take(&mut state.buf)
     }
 
     /// Bytes waiting in the queue.

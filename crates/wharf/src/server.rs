@@ -330,7 +330,9 @@ async fn accept_loop(
 
 async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let Some(accepted) = upgrade::handshake(&shared, &mut stream, peer).await else {
+    // Boxed so the handshake's state (request head, middleware futures) is freed once it is
+    // done instead of sizing the long-lived connection task.
+    let Some(accepted) = Box::pin(upgrade::handshake(&shared, &mut stream, peer)).await else {
         return;
     };
     let upgrade::Accepted {
