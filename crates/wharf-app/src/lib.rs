@@ -2,7 +2,14 @@
 //! the users table, the `/wss/demo` handler, HTTP login and push endpoints) and
 //! the pieces the `wharf` command line uses.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod logging;
 pub mod serve;
+pub mod setup;
 pub mod tokens;
 pub mod users;

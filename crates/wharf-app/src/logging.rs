@@ -11,9 +11,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. The filter comes from `WHARF_LOG` (or `RUST_LOG`),
-/// default `info`; for example `WHARF_LOG=warn` or `WHARF_LOG=wharf=debug`.
+/// Installs the global subscriber, writing to stdout. The filter comes from `WHARF_LOG`
+/// (or `RUST_LOG`), default `info`; for example `WHARF_LOG=warn` or `WHARF_LOG=wharf=debug`.
 pub fn init(format: LogFormat) {
+    init_to(format, false);
+}
+
+/// As [`init`], writing to stderr when `to_stderr` (for commands whose stdout is a
+/// result, such as `wharf token`).
+pub fn init_to(format: LogFormat, to_stderr: bool) {
     let filter = std::env::var("WHARF_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
@@ -24,9 +30,18 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let result = match format {
-        LogFormat::Human => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let result = match (format, to_stderr) {
+        (LogFormat::Human, false) => builder.with_ansi(false).try_init(),
+        (LogFormat::Human, true) => builder
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("wharf: logging was already set up: {e}");

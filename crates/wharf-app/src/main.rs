@@ -19,6 +19,9 @@ struct Cli {
         default_value = "human"
     )]
     log_format: LogFormat,
+    /// Configuration file (TOML); without one the built-in defaults are used.
+    #[arg(long, short, global = true, env = "WHARF_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,15 +30,44 @@ struct Cli {
 enum Command {
     /// Start every configured server (defaults: http on 9501, ws on 9502).
     Serve {
-        /// Configuration file (TOML); without one the built-in defaults are used.
-        #[arg(long, short, env = "WHARF_CONFIG")]
-        config: Option<PathBuf>,
+        /// With no user `demo`, create it with a random password, printed once.
+        #[arg(long)]
+        create_demo_user: bool,
+    },
+    /// Manage the users store (DATABASE_URL, else wharf.db in WHARF_DATA_DIR).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print a token for a stored user, signed with the server's key.
+    Token {
+        /// The account.
+        account: String,
+        /// Give the token admin rights (for the /api endpoints).
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is one line on stdin.
+    Add {
+        /// The account name (1-64 of A-Z a-z 0-9 _ . @ -).
+        account: String,
+    },
+    /// List the users: id, account, created_at (Unix seconds).
+    List,
+    /// Remove a user.
+    Remove {
+        /// The account name.
+        account: String,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    logging::init_to(cli.log_format, !matches!(cli.command, Command::Serve { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,7 +78,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Serve { config } => runtime.block_on(wharf_app::serve::run(config.as_deref())),
-    }
+    let config = cli.config.as_deref();
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { create_demo_user } => {
+                wharf_app::serve::run(config, create_demo_user).await
+            }
+            Command::User { command } => match command {
+                UserCommand::Add { account } => wharf_app::cli::user::add(config, &account).await,
+                UserCommand::List => wharf_app::cli::user::list(config).await,
+                UserCommand::Remove { account } => {
+                    wharf_app::cli::user::remove(config, &account).await
+                }
+            },
+            Command::Token { account, admin } => {
+                wharf_app::cli::token::run(config, &account, admin).await
+            }
+        }
+    })
 }

@@ -33,6 +33,7 @@ async fn keep_alive_upgrade_and_mixed_case_are_accepted() {
     ws.send(wharf_proto::OpCode::Text, b"hi").await;
     let frame = ws.read_frame().await;
     assert_eq!((frame.opcode, frame.payload.as_slice()), (0x1, &b"hi"[..]));
+    drop(ws);
     server.shutdown().await;
 }
 
@@ -104,6 +105,7 @@ async fn subprotocol_is_the_clients_first_that_the_route_speaks() {
     assert_eq!(ws.response.header("sec-websocket-protocol"), Some("a"));
 
     // Offered over two header lines, in the other order: still the client's first.
+    drop(ws);
     let ws = RawWs::connect_with(
         server.addr(),
         upgrade_request(
@@ -114,6 +116,7 @@ async fn subprotocol_is_the_clients_first_that_the_route_speaks() {
     )
     .await;
     assert_eq!(ws.response.header("sec-websocket-protocol"), Some("b"));
+    drop(ws);
 
     // Nothing the route speaks: no header at all.
     let ws = RawWs::connect_with(
@@ -122,6 +125,7 @@ async fn subprotocol_is_the_clients_first_that_the_route_speaks() {
     )
     .await;
     assert_eq!(ws.response.header("sec-websocket-protocol"), None);
+    drop(ws);
 
     // A route with no protocols never echoes one.
     let ws = RawWs::connect_with(
@@ -130,6 +134,7 @@ async fn subprotocol_is_the_clients_first_that_the_route_speaks() {
     )
     .await;
     assert_eq!(ws.response.header("sec-websocket-protocol"), None);
+    drop(ws);
     server.shutdown().await;
 }
 

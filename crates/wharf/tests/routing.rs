@@ -87,5 +87,6 @@ async fn params_and_several_routes() {
     )
     .await;
     assert_eq!(response.status, 404);
+    drop((ws, ws2, ws3, echo));
     server.shutdown().await;
 }
