@@ -75,3 +75,8 @@ pub use server::{BoundServer, Server, ServerBuilder, shutdown_signal};
 
 /// Re-exported so applications name the same versions wharf uses.
 pub use {axum, bytes, http, tower};
+
+/// The README's Rust snippets, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
