@@ -125,7 +125,7 @@ struct AppTables {
 }
 
 /// Everything `wharf serve` and the other commands read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AppConfig {
     /// The core servers, limits and heartbeat.
@@ -140,19 +140,6 @@ pub struct AppConfig {
     pub database: DatabaseConfig,
     /// `[app]`: data directory and server names.
     pub app: AppSection,
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        AppConfig {
-            server: wharf::Config::default(),
-            jwt: TokenConfig::default(),
-            auth: AuthConfig::default(),
-            api: ApiConfig::default(),
-            database: DatabaseConfig::default(),
-            app: AppSection::default(),
-        }
-    }
 }
 
 /// A configuration that cannot be used: the file (if any) and what is wrong.
@@ -209,7 +196,9 @@ impl AppConfig {
             database: tables.database,
             app: tables.app,
         };
-        config.validate().map_err(|m| AppConfigError::new(file, m))?;
+        config
+            .validate()
+            .map_err(|m| AppConfigError::new(file, m))?;
         Ok(config)
     }
 
@@ -240,9 +229,7 @@ impl AppConfig {
     /// `WHARF_DATA_DIR` (→ `app.data_dir`). Empty values are ignored.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        self.server
-            .apply_env(&var)
-            .map_err(|e| e.to_string())?;
+        self.server.apply_env(var).map_err(|e| e.to_string())?;
         self.server.validate().map_err(|e| e.to_string())?;
         if let Some(secret) = var("JWT_SECRET") {
             self.jwt.secret = Some(secret);
@@ -305,7 +292,10 @@ mod tests {
         assert_eq!(config.jwt.ttl_secs, 60);
         assert!(!config.auth.enabled);
         assert_eq!(config.api.key.as_deref(), Some("k"));
-        assert_eq!(config.server.drain_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(
+            config.server.drain_timeout,
+            std::time::Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -332,6 +322,10 @@ mod tests {
         assert!(!config.auth.enabled);
         assert_eq!(config.api.key.as_deref(), Some("key"));
         assert_eq!(config.data_dir(), PathBuf::from("/tmp/x"));
-        assert!(config.apply_env(|n| (n == "JWT_OPEN").then(|| "maybe".into())).is_err());
+        assert!(
+            config
+                .apply_env(|n| (n == "JWT_OPEN").then(|| "maybe".into()))
+                .is_err()
+        );
     }
 }

@@ -67,7 +67,10 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init_to(cli.log_format, !matches!(cli.command, Command::Serve { .. }));
+    logging::init_to(
+        cli.log_format,
+        !matches!(cli.command, Command::Serve { .. }),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -28,7 +28,13 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
 }
 
 fn check(headers: &HeaderMap, state: &ApiState) -> Result<Admin, ApiError> {
-    let wrong = || ApiError::new(StatusCode::FORBIDDEN, "bad_credentials", "wrong credentials");
+    let wrong = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_credentials",
+            "wrong credentials",
+        )
+    };
     if let Some(key) = headers.get("x-api-key") {
         let key = key.to_str().map_err(|_| wrong())?;
         return match &state.api_key {
@@ -45,7 +51,9 @@ fn check(headers: &HeaderMap, state: &ApiState) -> Result<Admin, ApiError> {
     };
     let value = value.to_str().map_err(|_| wrong())?.trim();
     let presented = match value.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value.get(7..).unwrap_or("").trim(),
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => {
+            value.get(7..).unwrap_or("").trim()
+        }
         _ => value,
     };
     if let Some(expected) = &state.api_key {
@@ -67,8 +75,7 @@ fn check(headers: &HeaderMap, state: &ApiState) -> Result<Admin, ApiError> {
 /// Compares without an early exit on the first differing byte.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

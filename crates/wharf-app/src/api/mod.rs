@@ -24,7 +24,7 @@ use wharf::axum::Router;
 use wharf::axum::extract::DefaultBodyLimit;
 use wharf::axum::routing::{delete, get, post};
 
-pub use self::connections::{CloseParams, ConnEntry};
+pub use self::connections::{CloseParams, ConnEntry, MAX_REASON};
 pub use self::login::{LoginRequest, LoginResponse};
 pub use self::push::PushRequest;
 use crate::tokens::Tokens;

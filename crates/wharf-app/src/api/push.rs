@@ -40,9 +40,11 @@ pub(crate) async fn push(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let message = match (request.text, request.binary_base64) {
         (Some(text), None) => Message::Text(text),
-        (None, Some(data)) => Message::binary(STANDARD.decode(data.trim()).map_err(|e| {
-            ApiError::bad_request("bad_base64", format!("binary_base64: {e}"))
-        })?),
+        (None, Some(data)) => Message::binary(
+            STANDARD
+                .decode(data.trim())
+                .map_err(|e| ApiError::bad_request("bad_base64", format!("binary_base64: {e}")))?,
+        ),
         _ => {
             return Err(ApiError::bad_request(
                 "bad_request",
@@ -80,9 +82,11 @@ pub(crate) fn send_error(error: SendError) -> ApiError {
         SendError::Closed(_) => {
             ApiError::new(StatusCode::CONFLICT, "conn_closing", error.to_string())
         }
-        SendError::QueueFull(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", error.to_string())
-        }
+        SendError::QueueFull(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            error.to_string(),
+        ),
         other => ApiError::internal(&other),
     }
 }

@@ -24,9 +24,15 @@ pub(crate) enum Found<'a> {
 }
 
 /// Finds the token in `request`. A header that is not visible ASCII is refused.
-pub(crate) fn find_token<B>(request: &Request<B>, query_enabled: bool) -> Result<Found<'_>, Rejection> {
+pub(crate) fn find_token<B>(
+    request: &Request<B>,
+    query_enabled: bool,
+) -> Result<Found<'_>, Rejection> {
     if let Some(value) = request.headers().get(AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| malformed("authorization"))?.trim();
+        let value = value
+            .to_str()
+            .map_err(|_| malformed("authorization"))?
+            .trim();
         let token = strip_bearer(value);
         if !token.is_empty() {
             return Ok(Found::Token(token));
@@ -101,7 +107,10 @@ mod tests {
         let r = request(&[("authorization", "bearer   abc ")], "/");
         assert_eq!(find_token(&r, false).ok(), Some(Found::Token("abc")));
         let r = request(&[("authorization", "abc.def.ghi")], "/");
-        assert_eq!(find_token(&r, false).ok(), Some(Found::Token("abc.def.ghi")));
+        assert_eq!(
+            find_token(&r, false).ok(),
+            Some(Found::Token("abc.def.ghi"))
+        );
         let r = request(&[("authorization", "Bearer")], "/");
         assert_eq!(find_token(&r, false).ok(), Some(Found::Missing));
         let r = request(&[("sec-websocket-protocol", "chat, wharf.bearer.xyz")], "/");

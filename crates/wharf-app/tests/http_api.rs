@@ -1,0 +1,243 @@
+//! The HTTP API over real sockets: push, list, close, and every error code.
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::{API_KEY, TestApp, api, handshake, http, login, start};
+
+async fn next(ws: &mut WebSocketStream<TcpStream>) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a message in time")
+        .expect("stream open")
+        .expect("no error")
+}
+
+/// Opens `/wss/demo` as a new user; returns the socket, its connection id and uid.
+async fn connect(app: &TestApp, account: &str) -> (WebSocketStream<TcpStream>, String, i64) {
+    let token = login(app, account, "correct horse battery").await;
+    let header = format!("Bearer {token}");
+    let (response, ws) = handshake(app.ws, "/wss/demo", &[("Authorization", &header)]).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    let mut ws = ws.expect("open");
+    assert_eq!(next(&mut ws).await, Message::text("Authorization Success"));
+    let list = api(app.http, "GET", "/api/connections", "").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let entry = list.json()["connections"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["account"] == account)
+        .cloned()
+        .expect("listed with its account");
+    assert_eq!(entry["route"], "/wss/demo");
+    let id = entry["id"].as_str().expect("id").to_owned();
+    let uid = entry["uid"].as_i64().expect("uid");
+    (ws, id, uid)
+}
+
+#[tokio::test]
+async fn push_to_a_connection_and_to_a_user() {
+    let app = start("").await;
+    let (mut ws, id, uid) = connect(&app, "alice").await;
+    let body = serde_json::json!({ "conn": id, "text": "to the connection" }).to_string();
+    let response = api(app.http, "POST", "/api/push", &body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["delivered"], 1);
+    assert_eq!(next(&mut ws).await, Message::text("to the connection"));
+
+    let body = serde_json::json!({ "user": uid, "binary_base64": "AAEC" }).to_string();
+    let response = api(app.http, "POST", "/api/push", &body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["delivered"], 1);
+    assert_eq!(next(&mut ws).await, Message::binary(vec![0u8, 1, 2]));
+}
+
+#[tokio::test]
+async fn delete_closes_with_code_and_reason() {
+    let app = start("").await;
+    let (mut ws, id, _) = connect(&app, "alice").await;
+    let response = api(
+        app.http,
+        "DELETE",
+        &format!("/api/connections/{id}?code=4001&reason=bye"),
+        "",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4001);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+
+    let (mut ws, id, _) = connect(&app, "bob").await;
+    let body = r#"{"code":4002,"reason":"from the body"}"#;
+    let response = api(app.http, "DELETE", &format!("/api/connections/{id}"), body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4002);
+            assert_eq!(frame.reason.as_str(), "from the body");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn error_codes() {
+    let app = start("").await;
+    let check = |response: common::Response, status: u16, error: &str| {
+        assert_eq!(response.status, status, "{}", response.body);
+        let json = response.json();
+        assert_eq!(json["error"], error, "{json}");
+        assert_eq!(json["code"], status);
+        assert!(json["msg"].is_string());
+    };
+    check(
+        api(app.http, "POST", "/api/push", "{not json").await,
+        400,
+        "bad_json",
+    );
+    check(
+        api(
+            app.http,
+            "POST",
+            "/api/push",
+            r#"{"conn":"0-999999","text":"x"}"#,
+        )
+        .await,
+        404,
+        "conn_not_found",
+    );
+    check(
+        api(app.http, "DELETE", "/api/connections/0-999999", "").await,
+        404,
+        "conn_not_found",
+    );
+    check(
+        api(
+            app.http,
+            "POST",
+            "/api/push",
+            r#"{"conn":"nope","text":"x"}"#,
+        )
+        .await,
+        400,
+        "bad_conn_id",
+    );
+    check(
+        api(app.http, "POST", "/api/push", r#"{"text":"x"}"#).await,
+        400,
+        "bad_request",
+    );
+    check(
+        http(app.http, "GET", "/api/connections", &[], b"").await,
+        401,
+        "credentials_missing",
+    );
+    check(
+        http(
+            app.http,
+            "GET",
+            "/api/connections",
+            &[("X-Api-Key", "wrong")],
+            b"",
+        )
+        .await,
+        403,
+        "bad_credentials",
+    );
+    check(
+        http(
+            app.http,
+            "GET",
+            "/api/connections",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        )
+        .await,
+        403,
+        "bad_credentials",
+    );
+    let big = format!(
+        r#"{{"conn":"0-1","text":"{}"}}"#,
+        "x".repeat((1 << 20) + 10)
+    );
+    check(
+        api(app.http, "POST", "/api/push", &big).await,
+        413,
+        "body_too_large",
+    );
+    check(
+        http(
+            app.http,
+            "POST",
+            "/auth/login",
+            &[],
+            br#"{"account":"nobody","password":"whatever-password"}"#,
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    );
+    check(
+        http(app.http, "POST", "/auth/login", &[], b"[").await,
+        400,
+        "bad_json",
+    );
+}
+
+#[tokio::test]
+async fn admin_tokens_and_keys() {
+    let app = start("").await;
+    let (admin, _) = app.tokens.issue((1, "root", true)).expect("issue");
+    let (user, _) = app.tokens.issue((2, "alice", false)).expect("issue");
+    let get = |value: String| async move {
+        http(
+            app.http,
+            "GET",
+            "/api/connections",
+            &[("Authorization", &value)],
+            b"",
+        )
+        .await
+    };
+    assert_eq!(get(format!("Bearer {admin}")).await.status, 200);
+    assert_eq!(get(format!("Bearer {API_KEY}")).await.status, 200);
+    let response = get(format!("Bearer {user}")).await;
+    assert_eq!(response.status, 403);
+    assert_eq!(response.json()["error"], "not_admin");
+
+    // Without a configured key, only admin tokens work.
+    let keyless = start("[api]\n").await;
+    let (admin, _) = keyless.tokens.issue((1, "root", true)).expect("issue");
+    let bearer = format!("Bearer {admin}");
+    let response = http(
+        keyless.http,
+        "GET",
+        "/api/connections",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let response = http(
+        keyless.http,
+        "GET",
+        "/api/connections",
+        &[("X-Api-Key", API_KEY)],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 403);
+    assert_eq!(response.json()["error"], "bad_credentials");
+}
