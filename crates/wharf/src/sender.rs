@@ -20,6 +20,12 @@ pub struct Sender {
     registry: Arc<Registry>,
 }
 
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("open", &self.count()).finish()
+    }
+}
+
 impl Sender {
     pub(crate) fn new(registry: Arc<Registry>) -> Sender {
         Sender { registry }
