@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+# The client tests run against Python websockets too (a venv is made under target/); never skip.
+export WHARF_CLIENT_REQUIRE_PYTHON=1
 cargo nextest run --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc

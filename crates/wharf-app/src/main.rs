@@ -39,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Connect to a WebSocket server: interactive, or scripted with --send/--expect.
+    Client(wharf_client::cli::ClientArgs),
     /// Print a token for a stored user, signed with the server's key.
     Token {
         /// The account.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
                     wharf_app::cli::user::remove(config, &account).await
                 }
             },
+            Command::Client(args) => wharf_client::cli::run(args).await,
             Command::Token { account, admin } => {
                 wharf_app::cli::token::run(config, &account, admin).await
             }

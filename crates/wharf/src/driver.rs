@@ -318,7 +318,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         self.written += n;
                         continue;
                     }
-                    Poll::Pending => break,
+                    Poll::Pending => match self.conn.0.outbox.poll_urgent(cx) {
+                        Some(Drained::Overflow) => return Poll::Ready(IoEvent::Overflow),
+                        Some(Drained::Close(code, reason)) => {
+                            return Poll::Ready(IoEvent::CloseRequested(code, reason));
+                        }
+                        _ => break,
+                    },
                 }
             }
             if !self.write_buf.is_empty() {

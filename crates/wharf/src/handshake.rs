@@ -33,6 +33,9 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         match parse_head(&buf, max_headers) {
+            Parsed::Complete(_, len) if len > max_head => {
+                return Ok(Err(Rejection::headers_too_large()));
+            }
             Parsed::Complete(request, len) => {
                 let leftover = buf.split_off(len);
                 return Ok(Ok(RequestHead { request, leftover }));

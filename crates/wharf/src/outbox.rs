@@ -115,6 +115,22 @@ impl Outbox {
         self.lock().buf.len()
     }
 
+    /// While the socket cannot take more bytes: reports an overflow or a close request at once
+    /// (a client that does not read must not keep its connection by not reading), else
+    /// registers `cx`'s waker and returns `None`.
+    pub(crate) fn poll_urgent(&self, cx: &mut Context<'_>) -> Option<Drained> {
+        let mut state = self.lock();
+        if state.overflow {
+            return Some(Drained::Overflow);
+        }
+        if let Some((code, reason)) = state.close.take() {
+            state.closed = true;
+            return Some(Drained::Close(code, reason));
+        }
+        register(&mut state, cx);
+        None
+    }
+
     /// Moves queued bytes into `out` (which must be empty), or registers `cx`'s waker.
     pub(crate) fn drain_into(&self, out: &mut Vec<u8>, cx: &mut Context<'_>) -> Drained {
         let mut state = self.lock();
@@ -129,11 +145,15 @@ impl Outbox {
             state.closed = true;
             return Drained::Close(code, reason);
         }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        register(&mut state, cx);
         Drained::Empty
+    }
+}
+
+fn register(state: &mut State, cx: &Context<'_>) {
+    match &mut state.waker {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        slot => *slot = Some(cx.waker().clone()),
     }
 }
 

@@ -22,7 +22,9 @@ pub struct Sender {
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("open", &self.count()).finish()
+        f.debug_struct("Sender")
+            .field("open", &self.count())
+            .finish()
     }
 }
 

@@ -34,11 +34,7 @@ async fn server() -> Running {
 #[tokio::test]
 async fn unknown_path_gets_404_json_and_no_upgrade() {
     let server = server().await;
-    let response = raw_request(
-        server.addr(),
-        upgrade_request("/nope?x=1", "").as_bytes(),
-    )
-    .await;
+    let response = raw_request(server.addr(), upgrade_request("/nope?x=1", "").as_bytes()).await;
     assert_eq!(response.status, 404);
     assert_eq!(response.header("description"), Some("Route Error"));
     assert_eq!(response.header("sec-websocket-accept"), None);
@@ -81,11 +77,7 @@ async fn params_and_several_routes() {
     let mut echo = connect(server.addr(), "/echo").await;
     assert_echo(&mut echo, "still echoing").await;
     // A parameter route does not match deeper paths.
-    let response = raw_request(
-        server.addr(),
-        upgrade_request("/rooms/a/b", "").as_bytes(),
-    )
-    .await;
+    let response = raw_request(server.addr(), upgrade_request("/rooms/a/b", "").as_bytes()).await;
     assert_eq!(response.status, 404);
     drop((ws, ws2, ws3, echo));
     server.shutdown().await;

@@ -16,8 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wharf::{
-    CloseEvent, Config, Conn, ConnId, Handler, HandlerError, Message, OpenRequest, Router,
-    Sender, Server, ServerBuilder, ServerConfig, ServerKind,
+    CloseEvent, Config, Conn, ConnId, Handler, HandlerError, Message, OpenRequest, Router, Sender,
+    Server, ServerBuilder, ServerConfig, ServerKind,
 };
 use wharf_proto::OpCode;
 
@@ -184,15 +184,25 @@ pub(crate) async fn expect_close(ws: &mut Client) -> (u16, String) {
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    finish_close(ws).await;
                     return (u16::from(frame.code), frame.reason.as_str().to_owned());
                 }
-                Some(Ok(WsMessage::Close(None))) => return (1005, String::new()),
+                Some(Ok(WsMessage::Close(None))) => {
+                    finish_close(ws).await;
+                    return (1005, String::new());
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
             }
         }
     })
     .await
+}
+
+/// After the server's close frame: keeps polling so tungstenite writes its close reply,
+/// until the server ends the stream.
+async fn finish_close(ws: &mut Client) {
+    while let Some(Ok(_)) = ws.next().await {}
 }
 
 /// Sends text and expects it echoed back.
@@ -321,7 +331,10 @@ pub(crate) async fn read_head(tcp: &mut TcpStream) -> RawResponse {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = tcp.read(&mut byte).await.expect("read head");
-        assert!(n == 1, "connection closed inside the response head: {head:?}");
+        assert!(
+            n == 1,
+            "connection closed inside the response head: {head:?}"
+        );
         head.push(byte[0]);
     }
     parse_response(&head)
@@ -373,8 +386,18 @@ impl RawWs {
             .expect("a frame")
     }
 
-    /// Reads frames until a close frame (skipping others) and returns its code and reason.
+    /// Reads frames until a close frame (skipping others) and returns its code and reason;
+    /// answers it with a close frame, as a client should.
     pub(crate) async fn read_close(&mut self) -> (u16, String) {
+        let (code, reason) = self.read_close_no_reply().await;
+        let mut out = Vec::new();
+        wharf_proto::encode_close(&mut out, 1000, "", Some(MASK));
+        let _ = self.tcp.write_all(&out).await;
+        (code, reason)
+    }
+
+    /// Reads frames until a close frame (skipping others) and returns its code and reason.
+    pub(crate) async fn read_close_no_reply(&mut self) -> (u16, String) {
         within("server close frame", async {
             loop {
                 let frame = read_frame(&mut self.tcp).await.expect("a frame");
@@ -399,6 +422,16 @@ impl RawWs {
         })
         .await;
     }
+}
+
+/// One masked frame with an explicit FIN bit (for fragments).
+pub(crate) fn masked_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    wharf_proto::encode_header(&mut out, fin, opcode, Some(MASK), payload.len());
+    let start = out.len();
+    out.extend_from_slice(payload);
+    wharf_proto::apply_mask(&mut out[start..], MASK, 0);
+    out
 }
 
 /// A fixed client mask.

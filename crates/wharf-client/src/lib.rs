@@ -1,0 +1,150 @@
+//! A WebSocket client for `ws://` URLs, built on the workspace's RFC 6455 codec
+//! ([`wharf_proto`]): [`connect`] performs the opening handshake and returns a
+//! [`Client`] that sends [`Message`]s, receives [`Event`]s (pings are answered
+//! automatically), closes with a bounded wait for the server's reply and can be
+//! [`split`](Client::split) into halves for two tasks. [`Reconnecting`] adds
+//! exponential backoff with jitter and a hook run after every (re)connect, and
+//! [`cli`] is the `wharf client` command line.
+//!
+//! ```no_run
+//! use wharf_client::{ClientConfig, Event, Message, connect};
+//!
+//! # async fn demo() -> Result<(), wharf_client::ClientError> {
+//! let mut client = connect("ws://127.0.0.1:9502/echo", &ClientConfig::default()).await?;
+//! client.send(Message::Text("hello".into())).await?;
+//! if let Some(Event::Message(Message::Text(text))) = client.recv().await? {
+//!     assert_eq!(text, "hello");
+//! }
+//! client.close(1000, "done").await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+mod client;
+mod error;
+mod handshake;
+mod reconnect;
+mod url;
+
+pub use client::{Client, ClientReceiver, ClientSender, Event, Message};
+pub use error::ClientError;
+pub use reconnect::{HookFuture, OnConnect, Reconnecting, backoff};
+
+use std::time::Duration;
+
+/// Options for [`connect`]. Build it with [`ClientConfig::default`] and the `with_*` methods
+/// (or assign the public fields).
+///
+/// ```
+/// use std::time::Duration;
+/// use wharf_client::ClientConfig;
+///
+/// let config = ClientConfig::default()
+///     .with_header("Authorization", "Bearer t0ken")
+///     .with_protocol("chat")
+///     .with_connect_timeout(Duration::from_secs(3));
+/// assert_eq!(config.protocols, ["chat"]);
+/// assert_eq!(config.max_message_size, 64 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Extra request headers sent with the handshake, such as `Authorization`.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`, in order of preference.
+    pub protocols: Vec<String>,
+    /// Bound on the TCP connect plus the opening handshake (default 10 s).
+    pub connect_timeout: Duration,
+    /// Largest incoming message accepted; a bigger one fails the connection with 1009
+    /// (default 64 MiB).
+    pub max_message_size: usize,
+    /// How long [`Client::close`] waits for the server's close frame (default 5 s).
+    pub close_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            max_message_size: 64 << 20,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Adds a request header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol.
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Sets the connect (TCP + handshake) timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest incoming message accepted.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets how long [`Client::close`] waits for the server's close frame.
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+/// Connects to `url` (`ws://host[:port][/path][?query]`) and performs the opening handshake.
+///
+/// A non-101 answer is [`ClientError::Refused`] with the status and the body; an
+/// unreachable host is [`ClientError::Network`]; the whole attempt is bounded by
+/// [`ClientConfig::connect_timeout`] ([`ClientError::Timeout`]).
+///
+/// ```no_run
+/// # async fn demo() {
+/// use wharf_client::{ClientConfig, connect};
+///
+/// match connect("ws://127.0.0.1:9502/nope", &ClientConfig::default()).await {
+///     Ok(client) => println!("protocol: {:?}", client.protocol()),
+///     Err(e) if e.is_refused() => println!("refused with {:?}", e.status()),
+///     Err(e) => println!("failed: {e}"),
+/// }
+/// # }
+/// ```
+pub async fn connect(url: &str, config: &ClientConfig) -> Result<Client, ClientError> {
+    let target = url::Target::parse(url)?;
+    let (stream, handshake) =
+        tokio::time::timeout(config.connect_timeout, handshake::open(&target, config))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+    Ok(Client::new(stream, handshake, config))
+}
+
+/// Fills a 4-byte masking key (or any buffer) from the OS random source.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    if getrandom::fill(&mut out).is_err() {
+        // The OS source is unavailable: fall back to the clock; masks only need to be
+        // unpredictable to script running in browsers, which this is not.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = (nanos >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    out
+}

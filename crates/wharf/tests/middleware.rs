@@ -1,0 +1,175 @@
+//! Handshake middleware: order, rejections before the upgrade, ready tower layers.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wharf::http::StatusCode;
+use wharf::{Echo, HandshakeRequest, Rejection, Route, Router, middleware};
+
+fn record(
+    log: &Log,
+    name: &'static str,
+) -> middleware::FromFnLayer<
+    impl Fn(HandshakeRequest) -> std::future::Ready<Result<HandshakeRequest, Rejection>>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+> {
+    let log = log.clone();
+    middleware::from_fn(move |req: HandshakeRequest| {
+        log.lock().expect("log").push(name.to_owned());
+        std::future::ready(Ok(req))
+    })
+}
+
+#[tokio::test]
+async fn server_layers_run_before_route_layers_each_in_order_added() {
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let route = Route::new(Echo)
+        .layer(record(&log, "route 1"))
+        .layer(record(&log, "route 2"));
+    let router = Router::new()
+        .route("/echo", route)
+        .route("/plain", Echo)
+        .layer(record(&log, "server 1"))
+        .layer(record(&log, "server 2"));
+    let server = start_ws(router).await;
+    let mut ws = connect(server.addr(), "/echo").await;
+    assert_eq!(
+        *log.lock().expect("log"),
+        ["server 1", "server 2", "route 1", "route 2"]
+    );
+    assert_echo(&mut ws, "through").await;
+    log.lock().expect("log").clear();
+    let plain = connect(server.addr(), "/plain").await;
+    assert_eq!(*log.lock().expect("log"), ["server 1", "server 2"]);
+    // An unknown route runs no middleware at all.
+    log.lock().expect("log").clear();
+    let response = raw_request(server.addr(), upgrade_request("/nope", "").as_bytes()).await;
+    assert_eq!(response.status, 404);
+    assert!(log.lock().expect("log").is_empty());
+    drop((ws, plain));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejecting_middleware_answers_before_the_upgrade() {
+    let (recorder, mut events) = Recorder::new();
+    let auth = middleware::from_fn(|req: HandshakeRequest| async move {
+        let ok = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer good");
+        if ok {
+            Ok(req)
+        } else {
+            Err(
+                Rejection::new(StatusCode::UNAUTHORIZED, "unauthorized", "token required")
+                    .with_code(40101),
+            )
+        }
+    });
+    let server = start_ws(Router::new().route("/secure", Route::new(recorder).layer(auth))).await;
+    let response = raw_request(server.addr(), upgrade_request("/secure", "").as_bytes()).await;
+    assert_eq!(response.status, 401);
+    assert_eq!(response.header("sec-websocket-accept"), None);
+    let body = response.json();
+    assert_eq!(body["code"], 40101);
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(body["msg"], "token required");
+    let response = raw_request(
+        server.addr(),
+        upgrade_request("/secure", "Authorization: Bearer bad\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 401);
+    // No handler ran for the refused handshakes.
+    assert!(events.0.try_recv().is_err());
+    let mut request = format!("ws://{}/secure", server.addr())
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer good".parse().expect("header"));
+    let mut ws = connect_request(server.addr(), request).await;
+    greeting_id(&mut ws).await;
+    drop(ws);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
+    let slow = middleware::from_fn(|req: HandshakeRequest| async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok::<_, Rejection>(req)
+    });
+    let router = Router::new()
+        .route("/slow", Route::new(Echo).layer(slow))
+        .route("/fast", Echo)
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
+            100,
+        )));
+    let server = start_ws(router).await;
+    let started = std::time::Instant::now();
+    let response = raw_request(server.addr(), upgrade_request("/slow", "").as_bytes()).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(response.status, 500);
+    let body = response.json();
+    assert_eq!(body["code"], 500);
+    assert_eq!(body["error"], "internal_error");
+    assert!(!response.body.contains("elapsed"), "{}", response.body);
+    // The timeout layer does not disturb fast routes.
+    let mut ws = connect(server.addr(), "/fast").await;
+    assert_echo(&mut ws, "quick").await;
+    drop(ws);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tower_concurrency_limit_layer_plugs_in() {
+    let route = Route::new(Echo).layer(tower::limit::ConcurrencyLimitLayer::new(1));
+    let server = start_ws(Router::new().route("/limited", route)).await;
+    let mut a = connect(server.addr(), "/limited").await;
+    // The limit covers the handshake only: a second connection still opens.
+    let mut b = connect(server.addr(), "/limited").await;
+    assert_echo(&mut a, "a").await;
+    assert_echo(&mut b, "b").await;
+    drop((a, b));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_layers_guard_config_mounted_routes_too() {
+    let guard = middleware::from_fn(|req: HandshakeRequest| async move {
+        if req.headers().contains_key("x-pass") {
+            Ok(req)
+        } else {
+            Err(Rejection::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "x-pass required",
+            ))
+        }
+    });
+    let config = wharf::Config::empty().with_server(ws_server().with_route("/echo", "echo"));
+    let builder = wharf::Server::builder(config)
+        .websocket("ws", Router::new().route("/app", Echo).layer(guard));
+    let server = start(builder).await;
+    for path in ["/echo", "/app"] {
+        let response = raw_request(server.addr(), upgrade_request(path, "").as_bytes()).await;
+        assert_eq!(response.status, 403, "{path}");
+        assert_eq!(response.json()["error"], "forbidden");
+        let ws = RawWs::connect_with(
+            server.addr(),
+            upgrade_request(path, "X-Pass: 1\r\n").as_bytes(),
+        )
+        .await;
+        drop(ws);
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,78 @@
+//! Graceful shutdown: every connection gets 1001, every `on_close` runs, `serve` returns.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use wharf::{CloseCode, Config, Initiator, Router, Server};
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001_and_serve_returns() {
+    let (recorder, mut events) = Recorder::new();
+    let mut server = start_ws(Router::new().route("/rec", recorder)).await;
+    let addr = server.addr();
+    let mut a = connect(addr, "/rec").await;
+    let a_id = greeting_id(&mut a).await;
+    let mut b = connect(addr, "/rec").await;
+    let b_id = greeting_id(&mut b).await;
+    server.trigger_shutdown();
+    let (ca, cb) = tokio::join!(expect_close(&mut a), expect_close(&mut b));
+    assert_eq!(ca.0, 1001);
+    assert_eq!(cb.0, 1001);
+    server.join().await.expect("serve returns Ok");
+    let mut closed = std::collections::HashMap::new();
+    while closed.len() < 2 {
+        if let Event::Close(id, event) = events.next().await {
+            assert!(
+                closed.insert(id, event).is_none(),
+                "on_close twice for {id}"
+            );
+        }
+    }
+    for id in [a_id, b_id] {
+        let event = &closed[&id];
+        assert_eq!(event.code, CloseCode::GOING_AWAY);
+        assert_eq!(event.reason, "server shutting down");
+        assert_eq!(event.initiator, Initiator::Server);
+    }
+    // Nothing more: the recorder is gone with the server.
+    assert!(events.0.recv().await.is_none());
+    assert_eq!(server.sender.count(), 0);
+    // The listener is gone.
+    let refused = within(
+        "connect after shutdown",
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    assert!(refused.is_err(), "still accepting after shutdown");
+}
+
+#[tokio::test]
+async fn drain_timeout_bounds_a_client_that_never_answers() {
+    let (recorder, _events) = Recorder::new();
+    let mut config = Config::empty().with_server(ws_server());
+    config.drain_timeout = Duration::from_millis(300);
+    let builder = Server::builder(config).websocket("ws", Router::new().route("/rec", recorder));
+    let mut server = start(builder).await;
+    // A raw client that never reads or answers the close (close_timeout is 5 s).
+    let mut ws = RawWs::connect(server.addr(), "/rec").await;
+    raw_greeting_id(&mut ws).await;
+    let started = Instant::now();
+    server.trigger_shutdown();
+    server.join().await.expect("serve returns Ok");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    assert_eq!(ws.read_close_no_reply().await.0, 1001);
+}
+
+#[tokio::test]
+async fn shutdown_with_no_connections_is_immediate() {
+    let server = start_ws(Router::new().route("/echo", wharf::Echo)).await;
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
