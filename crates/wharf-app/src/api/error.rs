@@ -1,7 +1,6 @@
 //! The API's error responses: the same JSON shape as handshake rejections,
 //! `{"code": <status>, "error": "<kind>", "msg": "<text>"}`.
 
-use wharf::axum::Json;
 use wharf::axum::response::{IntoResponse, Response};
 use wharf::http::StatusCode;
 
@@ -51,11 +50,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "code": self.status.as_u16(),
-            "error": self.error,
-            "msg": self.msg,
-        });
-        (self.status, Json(body)).into_response()
+        // The same JSON shape as every handshake rejection: {"code", "error", "msg"}.
+        wharf::Rejection::new(self.status, self.error, self.msg)
+            .into_response()
+            .map(wharf::axum::body::Body::from)
+            .into_response()
     }
 }

@@ -30,6 +30,13 @@ async fn store(config: &AppConfig) -> Result<UserStore, ExitCode> {
     })
 }
 
+/// Loads the config and opens the users store, or the exit code to return.
+async fn open(config_path: Option<&Path>) -> Result<(AppConfig, UserStore), ExitCode> {
+    let config = load(config_path)?;
+    let store = store(&config).await?;
+    Ok((config, store))
+}
+
 /// Prints `message` as an error and returns exit code 1.
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("wharf: {message}");

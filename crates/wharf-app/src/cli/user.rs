@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{fail, load, store};
+use super::{fail, open};
 
 /// `wharf user add ACCOUNT`: the password is one line read from stdin (with a prompt
 /// on stderr when stdin is a terminal; the input is echoed).
@@ -18,12 +18,8 @@ pub async fn add(config_path: Option<&Path>, account: &str) -> ExitCode {
             "no password given: write it on stdin, e.g. `echo 'secret-password' | wharf user add alice`",
         );
     }
-    let config = match load(config_path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let store = match store(&config).await {
-        Ok(store) => store,
+    let (_, store) = match open(config_path).await {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let result = store.add(account, &password).await;
@@ -39,12 +35,8 @@ pub async fn add(config_path: Option<&Path>, account: &str) -> ExitCode {
 
 /// `wharf user list`: one line per user, `id<TAB>account<TAB>created_at`.
 pub async fn list(config_path: Option<&Path>) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let store = match store(&config).await {
-        Ok(store) => store,
+    let (_, store) = match open(config_path).await {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let result = store.list().await;
@@ -65,12 +57,8 @@ pub async fn list(config_path: Option<&Path>) -> ExitCode {
 
 /// `wharf user remove ACCOUNT`: exit 1 when there is no such user.
 pub async fn remove(config_path: Option<&Path>, account: &str) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let store = match store(&config).await {
-        Ok(store) => store,
+    let (_, store) = match open(config_path).await {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let result = store.remove(account).await;
