@@ -4,22 +4,15 @@
 use wharf::axum::response::{IntoResponse, Response};
 use wharf::http::StatusCode;
 
-/// An API error: a status, a stable machine code and a message.
+/// An API error: a status, a stable machine code and a message. A thin wrapper over
+/// [`wharf::Rejection`], so the API and the handshake answer with one JSON shape.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    status: StatusCode,
-    error: &'static str,
-    msg: String,
-}
+pub struct ApiError(wharf::Rejection);
 
 impl ApiError {
     /// An error with `status`, a stable `error` kind and a human message.
     pub fn new(status: StatusCode, error: &'static str, msg: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            error,
-            msg: msg.into(),
-        }
+        ApiError(wharf::Rejection::new(status, error, msg))
     }
 
     /// 400 with `error`.
@@ -30,28 +23,23 @@ impl ApiError {
     /// 500 `internal_error`; the cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "API request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        ApiError(wharf::Rejection::internal())
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status()
     }
 
     /// The machine code.
     pub fn error(&self) -> &'static str {
-        self.error
+        self.0.error()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // The same JSON shape as every handshake rejection: {"code", "error", "msg"}.
-        wharf::Rejection::new(self.status, self.error, self.msg)
+        self.0
             .into_response()
             .map(wharf::axum::body::Body::from)
             .into_response()
