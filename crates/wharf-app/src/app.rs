@@ -1,15 +1,17 @@
-//! Builds the application's servers: the core servers from config, plus `/wss/demo`
-//! behind the handshake auth on the ws server and the HTTP API on the http server.
+//! Builds the application's servers: the core servers from config, plus `/wss/demo` and
+//! the room chat `/wss/rooms/{room}` behind the handshake auth on the ws server, the HTTP
+//! API on the http server, and the cluster backplane when `cluster.backplane` is set.
 //!
 //! Tests use [`bind`] directly with a config, a store and tokens; `wharf serve`
 //! ([`crate::serve`]) resolves those from the config file and the environment first.
 
 use std::sync::Arc;
 
-use wharf::{BoundServer, Router, Server};
+use wharf::{BoundServer, Route, Router, Server};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Guard};
+use crate::chat::{CHAT_PATH, Chat};
 use crate::config::AppConfig;
 use crate::demo::{DEMO_PATH, Demo};
 use crate::tokens::Tokens;
@@ -25,13 +27,22 @@ pub async fn bind(
     store: UserStore,
     tokens: Arc<Tokens>,
 ) -> Result<BoundServer, wharf::Error> {
-    let builder = Server::builder(config.server.clone());
+    let mut builder = Server::builder(config.server.clone());
+    if config.server.cluster.backplane.is_some() {
+        let backplane = wharf_cluster::connect(&config.server.cluster)
+            .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
+        builder = builder.backplane(backplane);
+    }
     let sender = builder.sender();
     let guard = Guard::new(tokens.clone(), config.auth.clone());
-    let ws = Router::new().route(
-        DEMO_PATH,
-        Demo::new(store.clone()).route().layer(auth::layer(guard)),
-    );
+    let ws = Router::new()
+        .route(
+            DEMO_PATH,
+            Demo::new(store.clone())
+                .route()
+                .layer(auth::layer(guard.clone())),
+        )
+        .route(CHAT_PATH, Route::new(Chat).layer(auth::layer(guard)));
     let http = api::router(ApiState {
         store,
         tokens,

@@ -46,7 +46,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             enabled: true,
-            routes: vec!["/wss/demo".to_owned()],
+            routes: vec!["/wss/demo".to_owned(), crate::chat::CHAT_PATH.to_owned()],
             query_token: false,
         }
     }

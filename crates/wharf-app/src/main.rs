@@ -33,6 +33,10 @@ enum Command {
         /// With no user `demo`, create it with a random password, printed once.
         #[arg(long)]
         create_demo_user: bool,
+        /// Start even when the cluster backplane is unreachable (local delivery only,
+        /// reconnecting in the background); same as `cluster.allow_local_only = true`.
+        #[arg(long)]
+        allow_local_only: bool,
     },
     /// Manage the users store (DATABASE_URL, else wharf.db in WHARF_DATA_DIR).
     User {
@@ -86,9 +90,10 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { create_demo_user } => {
-                wharf_app::serve::run(config, create_demo_user).await
-            }
+            Command::Serve {
+                create_demo_user,
+                allow_local_only,
+            } => wharf_app::serve::run(config, create_demo_user, allow_local_only).await,
             Command::User { command } => match command {
                 UserCommand::Add { account } => wharf_app::cli::user::add(config, &account).await,
                 UserCommand::List => wharf_app::cli::user::list(config).await,

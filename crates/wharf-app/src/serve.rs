@@ -19,14 +19,19 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const DEMO_ACCOUNT: &str = "demo";
 
 /// Runs `wharf serve` and returns the process exit code.
-pub async fn run(config_path: Option<&Path>, create_demo_user: bool) -> ExitCode {
-    let config = match AppConfig::load(config_path, |name| std::env::var(name).ok()) {
+pub async fn run(
+    config_path: Option<&Path>,
+    create_demo_user: bool,
+    allow_local_only: bool,
+) -> ExitCode {
+    let mut config = match AppConfig::load(config_path, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wharf: bad configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    config.server.cluster.allow_local_only |= allow_local_only;
     let store = match open_store(&config).await {
         Ok(store) => store,
         Err(e) => {

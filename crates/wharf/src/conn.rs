@@ -4,14 +4,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use http::Extensions;
 use serde::{Serialize, Serializer};
 
 use crate::outbox::{Outbox, PushError};
-use crate::{CloseCode, Message, SendError};
+use crate::{CloseCode, Message, SendError, Sender};
 
 /// A connection id, unique in the process and across a cluster: the node id and a per-node
 /// sequence number. Written `"<node>-<seq>"` (a string in JSON, since JavaScript numbers cannot
@@ -49,6 +49,11 @@ impl ConnId {
     pub const fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// The id from [`as_u64`](ConnId::as_u64)'s number.
+    pub const fn from_u64(id: u64) -> ConnId {
+        ConnId(id)
+    }
 }
 
 impl fmt::Display for ConnId {
@@ -83,6 +88,13 @@ impl Serialize for ConnId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for ConnId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The parts of the handshake request, handed to [`Handler::on_open`](crate::Handler::on_open)
 /// and dropped after it.
 pub type OpenRequest = http::request::Parts;
@@ -98,7 +110,30 @@ pub(crate) struct ConnShared {
     pub(crate) opened_at: SystemTime,
     pub(crate) opened: Instant,
     pub(crate) data: Extensions,
+    pub(crate) user: Option<Arc<str>>,
+    /// The rooms it is in; `None` once it has closed and left them all.
+    pub(crate) rooms: Mutex<Option<Vec<Arc<str>>>>,
     pub(crate) outbox: Outbox,
+    pub(crate) sender: Sender,
+}
+
+/// The user a connection belongs to. Handshake middleware that authenticates a request
+/// inserts it into the request's extensions; the connection is then indexed by it, so
+/// [`Sender::push_user`] reaches every connection of that user and presence can say
+/// whether the user is online.
+///
+/// ```
+/// let mut request = wharf::http::Request::new(());
+/// request.extensions_mut().insert(wharf::UserId::new("alice"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(pub String);
+
+impl UserId {
+    /// A user id.
+    pub fn new(id: impl Into<String>) -> UserId {
+        UserId(id.into())
+    }
 }
 
 /// A handle to one open connection. Cheap to clone; it can be kept and used from any task.
@@ -157,6 +192,68 @@ impl Conn {
         self.0.data.get::<T>()
     }
 
+    /// The user it belongs to, when the handshake set a [`UserId`].
+    pub fn user(&self) -> Option<&str> {
+        self.0.user.as_deref()
+    }
+
+    /// Joins `room` (cluster-wide presence follows). Returns false when it was already in it
+    /// or has closed.
+    ///
+    /// ```
+    /// # async fn on_open(conn: &wharf::Conn) {
+    /// conn.join("lobby");
+    /// conn.sender().push_room("lobby", "someone joined", Some(conn.id()));
+    /// # }
+    /// ```
+    pub fn join(&self, room: &str) -> bool {
+        self.0.sender.join_local(self, room)
+    }
+
+    /// Leaves `room`. Returns false when it was not in it.
+    pub fn leave(&self, room: &str) -> bool {
+        self.0.sender.leave_local(self, room)
+    }
+
+    /// The rooms it is in, in the order it joined them.
+    pub fn rooms(&self) -> Vec<String> {
+        self.lock_rooms()
+            .as_ref()
+            .map(|rooms| rooms.iter().map(|r| r.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The sender of the process it belongs to: push to other connections, rooms and users.
+    pub fn sender(&self) -> &Sender {
+        &self.0.sender
+    }
+
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, Option<Vec<Arc<str>>>> {
+        self.0.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that it joined `room`; false once it has closed.
+    pub(crate) fn add_room(&self, room: Arc<str>) -> bool {
+        match &mut *self.lock_rooms() {
+            Some(rooms) => {
+                rooms.push(room);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn remove_room(&self, room: &str) {
+        if let Some(rooms) = &mut *self.lock_rooms() {
+            rooms.retain(|r| &**r != room);
+        }
+    }
+
+    /// Marks it closed and returns the rooms it was in.
+    pub(crate) fn take_rooms(&self) -> Vec<Arc<str>> {
+        self.lock_rooms().take().unwrap_or_default()
+    }
+
     /// Queues a message to this connection.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
         let message = message.into();
@@ -198,6 +295,8 @@ impl Conn {
                 .unwrap_or(0),
             age_ms: self.0.opened.elapsed().as_millis() as u64,
             queued_bytes: self.queued_bytes(),
+            user: self.0.user.as_deref().map(str::to_owned),
+            rooms: self.rooms(),
         }
     }
 }
@@ -232,6 +331,10 @@ pub struct ConnInfo {
     pub age_ms: u64,
     /// Bytes queued to it and not yet written.
     pub queued_bytes: usize,
+    /// The user it belongs to, if any.
+    pub user: Option<String>,
+    /// The rooms it is in.
+    pub rooms: Vec<String>,
 }
 
 #[cfg(test)]

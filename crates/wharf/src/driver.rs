@@ -129,7 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Err(end) => end,
         };
         let event = self.finish(end).await;
-        self.shared.registry.remove(self.conn.id());
+        self.shared.sender.closed(&self.conn);
         let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
         if let Err(panic) = closing {
             error!(conn = %self.conn.id(), panic, "on_close panicked");

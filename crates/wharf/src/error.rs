@@ -27,6 +27,10 @@ pub enum Error {
     /// the wrong kind, or a config route names an unknown handler. Fix the application or config.
     #[error("{0}")]
     Setup(String),
+    /// The cluster backplane cannot be reached at start (and `cluster.allow_local_only` is
+    /// not set). Start it or fix `cluster.backplane`.
+    #[error("{0}")]
+    Backplane(String),
     /// An I/O error while serving.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -45,6 +49,9 @@ pub enum SendError {
     /// The connection's outgoing queue is full; it is being closed as a slow consumer.
     #[error("connection {0} is not reading; its queue is full")]
     QueueFull(ConnId),
+    /// A cluster-wide query needs the backplane, and it is unreachable. Retry later.
+    #[error("cluster backplane unavailable: {0}")]
+    Backplane(String),
 }
 
 /// An error a handler returns. The connection is closed (1011 unless the server's

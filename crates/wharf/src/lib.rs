@@ -39,11 +39,13 @@
 //! - [`middleware`]: handshake middleware on tower, [`middleware::from_fn`].
 //! - [`rejection`]: every refused handshake as a [`Rejection`] (status + JSON body).
 //! - [`error_handler`]: per-server mapping of errors to responses and close codes.
-//! - [`Conn`], [`Sender`]: one connection, and all of them.
+//! - [`Conn`], [`Sender`]: one connection, and all of them: rooms, users, presence.
+//! - [`cluster`]: several nodes over a backplane (Redis, NATS) acting as one.
 //! - [`server`]: binding, accepting, the HTTP server, graceful shutdown.
 //! - the protocol engine (frames, handshake parsing, the connection driver) is private.
 
 pub mod close_code;
+pub mod cluster;
 pub mod config;
 mod conn;
 mod driver;
@@ -61,8 +63,12 @@ mod sender;
 pub mod server;
 
 pub use close_code::CloseCode;
-pub use config::{Config, ConfigError, Heartbeat, Limits, RouteConfig, ServerConfig, ServerKind};
-pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError};
+pub use cluster::{Member, Scope};
+pub use config::{
+    ClusterConfig, Config, ConfigError, Heartbeat, Limits, RoomsConfig, RouteConfig, ServerConfig,
+    ServerKind,
+};
+pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError, UserId};
 pub use error::{Error, HandlerError, SendError};
 pub use error_handler::{DefaultErrorHandler, ErrorHandler};
 pub use handler::{CloseEvent, Echo, Handler, Initiator};

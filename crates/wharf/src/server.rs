@@ -25,12 +25,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+use crate::cluster::{Backplane, Cluster};
 use crate::config::{Config, Heartbeat, Limits, ServerConfig, ServerKind};
+use crate::conn::UserId;
 use crate::conn::{Conn, ConnShared};
 use crate::driver::{Driver, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
-use crate::registry::Registry;
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
@@ -44,14 +45,15 @@ pub struct Server;
 impl Server {
     /// Starts building the servers `config` declares.
     pub fn builder(config: Config) -> ServerBuilder {
-        let registry = Arc::new(Registry::new(config.node_id));
+        let sender = Sender::new(config.node_id, config.rooms.presence_events);
         ServerBuilder {
             config,
             websocket: Vec::new(),
             http: Vec::new(),
             named: HashMap::from([("echo".to_owned(), Arc::new(Echo) as Arc<dyn DynHandler>)]),
             error_handlers: HashMap::new(),
-            registry,
+            backplane: None,
+            sender,
         }
     }
 }
@@ -63,10 +65,20 @@ pub struct ServerBuilder {
     http: Vec<(String, axum::Router)>,
     named: HashMap<String, Arc<dyn DynHandler>>,
     error_handlers: HashMap<String, Arc<dyn ErrorHandler>>,
-    registry: Arc<Registry>,
+    backplane: Option<Arc<dyn Backplane>>,
+    sender: Sender,
 }
 
 impl ServerBuilder {
+    /// Joins a cluster through `backplane` (the engine for `cluster.backplane`, such as
+    /// `wharf_cluster::connect(url)`): every [`Sender`] operation then reaches every node.
+    /// [`bind`](ServerBuilder::bind) connects to it and fails when it is unreachable, unless
+    /// `cluster.allow_local_only` is set.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
     /// Adds WebSocket routes to the server called `name` (it must be a `websocket` server).
     pub fn websocket(mut self, name: &str, router: Router) -> Self {
         self.websocket.push((name.to_owned(), router));
@@ -96,7 +108,7 @@ impl ServerBuilder {
     /// The sender for every connection of this process; usable before binding (to hand to
     /// HTTP handlers and background tasks).
     pub fn sender(&self) -> Sender {
-        Sender::new(self.registry.clone())
+        self.sender.clone()
     }
 
     /// The configuration being built.
@@ -108,6 +120,25 @@ impl ServerBuilder {
     /// naming the server and the address.
     pub async fn bind(mut self) -> Result<BoundServer, Error> {
         self.config.validate()?;
+        match (&self.backplane, &self.config.cluster.backplane) {
+            (Some(backplane), _) => {
+                let cluster = Cluster::start(
+                    backplane.clone(),
+                    &self.config.cluster,
+                    self.config.node_id,
+                    self.sender.clone(),
+                )
+                .await?;
+                self.sender.set_cluster(cluster);
+            }
+            (None, Some(url)) => {
+                return Err(Error::Setup(format!(
+                    "cluster.backplane is `{url}` but no backplane engine was given to \
+                     ServerBuilder::backplane"
+                )));
+            }
+            (None, None) => {}
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tasks = Arc::new(TaskCounter::default());
         let started = Instant::now();
@@ -137,7 +168,7 @@ impl ServerBuilder {
                         limits: server.limits.clone(),
                         heartbeat: server.heartbeat.clone(),
                         error_handler: self.error_handler_for(&server.name),
-                        registry: self.registry.clone(),
+                        sender: self.sender.clone(),
                         router,
                         open: AtomicUsize::new(0),
                         tasks: tasks.clone(),
@@ -147,7 +178,7 @@ impl ServerBuilder {
                 }
                 ServerKind::Http => {
                     let routes = self.take_http(&server.name);
-                    let sender = Sender::new(self.registry.clone());
+                    let sender = self.sender.clone();
                     Listener::Http(http_server::router(routes, sender, started))
                 }
             };
@@ -156,7 +187,7 @@ impl ServerBuilder {
         Ok(BoundServer {
             listeners,
             drain_timeout: self.config.drain_timeout,
-            registry: self.registry,
+            sender: self.sender,
             shutdown_tx,
             tasks,
         })
@@ -224,7 +255,7 @@ enum Listener {
 pub struct BoundServer {
     listeners: Vec<(String, SocketAddr, TcpListener, Listener)>,
     drain_timeout: Duration,
-    registry: Arc<Registry>,
+    sender: Sender,
     shutdown_tx: watch::Sender<bool>,
     tasks: Arc<TaskCounter>,
 }
@@ -240,7 +271,7 @@ impl BoundServer {
 
     /// The sender for every connection of this process.
     pub fn sender(&self) -> Sender {
-        Sender::new(self.registry.clone())
+        self.sender.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes every connection with
@@ -257,7 +288,7 @@ impl BoundServer {
             servers.push(task);
         }
         shutdown.await;
-        info!(open = self.registry.count(), "shutting down");
+        info!(open = self.sender.count(), "shutting down");
         self.shutdown_tx.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let drained = tokio::time::timeout_at(deadline, async {
@@ -270,9 +301,12 @@ impl BoundServer {
         match drained {
             Ok(()) => info!("shutdown complete"),
             Err(_) => warn!(
-                open = self.registry.count(),
+                open = self.sender.count(),
                 "drain timeout passed; abandoning the connections still open"
             ),
+        }
+        if let Some(cluster) = self.sender.cluster() {
+            cluster.stop(self.sender.node()).await;
         }
         Ok(())
     }
@@ -284,7 +318,7 @@ pub(crate) struct ServerShared {
     pub(crate) limits: Limits,
     pub(crate) heartbeat: Heartbeat,
     pub(crate) error_handler: Arc<dyn ErrorHandler>,
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) sender: Sender,
     pub(crate) router: CompiledRouter,
     /// Open connections of this server (for `max_connections`).
     pub(crate) open: AtomicUsize,
@@ -344,8 +378,9 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
         leftover,
         slot,
     } = accepted;
+    let user = data.get::<UserId>().map(|u| Arc::<str>::from(u.0.as_str()));
     let conn = Conn(Arc::new(ConnShared {
-        id: shared.registry.next_id(),
+        id: shared.sender.registry().next_id(),
         server: shared.name.clone(),
         route: route.pattern.clone(),
         path: request.uri.path().into(),
@@ -358,9 +393,12 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
         opened_at: SystemTime::now(),
         opened: Instant::now(),
         data,
+        user,
+        rooms: std::sync::Mutex::new(Some(Vec::new())),
         outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size),
+        sender: shared.sender.clone(),
     }));
-    shared.registry.insert(conn.clone());
+    shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
     let driver = Driver::new(
         stream,

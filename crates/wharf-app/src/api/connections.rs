@@ -78,10 +78,29 @@ pub(crate) async fn close(
     let id: ConnId = id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_conn_id", format!("{e}")))?;
-    let query = Query::<CloseParams>::try_from_uri(&uri)
-        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?
-        .0;
-    let params = body.unwrap_or(query);
+    let (code, reason) = close_params(&uri, body)?;
+    state.sender.close(id, code, &reason).map_err(send_error)?;
+    Ok(Json(serde_json::json!({
+        "closed": id.to_string(),
+        "code": code.as_u16(),
+        "reason": reason,
+    })))
+}
+
+/// The close code and reason of a close request (the JSON body wins over the query string),
+/// or 400 `bad_query`, `bad_close_code`, `reason_too_long`.
+pub(crate) fn close_params(
+    uri: &Uri,
+    body: Option<CloseParams>,
+) -> Result<(CloseCode, String), ApiError> {
+    let params = match body {
+        Some(body) => body,
+        None => {
+            Query::<CloseParams>::try_from_uri(uri)
+                .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?
+                .0
+        }
+    };
     let code = CloseCode::new(params.code.unwrap_or(1000));
     if !code.is_sendable() {
         return Err(ApiError::bad_request(
@@ -97,10 +116,5 @@ pub(crate) async fn close(
             format!("the reason is over {MAX_REASON} bytes"),
         ));
     }
-    state.sender.close(id, code, &reason).map_err(send_error)?;
-    Ok(Json(serde_json::json!({
-        "closed": id.to_string(),
-        "code": code.as_u16(),
-        "reason": reason,
-    })))
+    Ok((code, reason))
 }

@@ -1,4 +1,4 @@
-//! The HTTP API on the http server: login, push, connection listing and closing.
+//! The HTTP API on the http server: login, push, connections, rooms, users, presence.
 //!
 //! | endpoint | auth | answers |
 //! |---|---|---|
@@ -6,27 +6,40 @@
 //! | `POST /api/push` | admin | `{"delivered": N}`; 404 `conn_not_found` |
 //! | `GET /api/connections` | admin | `{"count", "connections": [...]}` |
 //! | `DELETE /api/connections/{id}` | admin | `{"closed","code","reason"}`; 404 `conn_not_found` |
+//! | `GET /api/rooms` | admin | `{"rooms": {"<room>": N}}` (whole cluster) |
+//! | `GET /api/rooms/{room}` | admin | `{"room","count","members":[{"conn","user"}]}` (whole cluster) |
+//! | `PUT /api/rooms/{room}/members/{id}` | admin | `{"room","conn","joined":true}` |
+//! | `DELETE /api/rooms/{room}/members/{id}` | admin | `{"room","conn","joined":false}` |
+//! | `GET /api/users/{user}` | admin | `{"user","online","connections":[…]}` (whole cluster) |
+//! | `DELETE /api/users/{user}/connections` | admin | `{"user","closed_local","code","reason"}` |
+//! | `GET /api/cluster` | admin | `{"node","local_connections","connections","backplane"}` |
+//!
+//! Cluster-wide answers need the backplane: while it is down they fail with 503
+//! `backplane_unavailable`.
 //!
 //! Errors are JSON `{"code","error","msg"}`; see [`admin`] for the credentials and
 //! [`body`] for body errors (400 `bad_json`, 413 `body_too_large`, …).
 
 pub mod admin;
 pub mod body;
+mod cluster;
 mod connections;
 pub mod error;
 mod login;
 mod push;
+mod rooms;
+mod users;
 
 use std::sync::Arc;
 
 use wharf::Sender;
 use wharf::axum::Router;
 use wharf::axum::extract::DefaultBodyLimit;
-use wharf::axum::routing::{delete, get, post};
+use wharf::axum::routing::{delete, get, post, put};
 
 pub use self::connections::{CloseParams, ConnEntry, MAX_REASON};
 pub use self::login::{LoginRequest, LoginResponse};
-pub use self::push::PushRequest;
+pub use self::push::{PushRequest, UserRef};
 use crate::tokens::Tokens;
 use crate::users::UserStore;
 
@@ -50,6 +63,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/push", post(push::push))
         .route("/api/connections", get(connections::list))
         .route("/api/connections/{id}", delete(connections::close))
+        .route("/api/rooms", get(rooms::list))
+        .route("/api/rooms/{room}", get(rooms::show))
+        .route(
+            "/api/rooms/{room}/members/{id}",
+            put(rooms::join).delete(rooms::leave),
+        )
+        .route("/api/users/{user}", get(users::show))
+        .route("/api/users/{user}/connections", delete(users::close_all))
+        .route("/api/cluster", get(cluster::show))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(Arc::new(state))
 }

@@ -1,5 +1,5 @@
-//! `POST /api/push`: a text or binary message to one connection or to every
-//! connection of a user.
+//! `POST /api/push`: a text or binary message to one connection, every connection of a
+//! user, every member of a room, or everyone, across the cluster.
 
 use std::sync::Arc;
 
@@ -9,30 +9,57 @@ use serde::Deserialize;
 use wharf::axum::Json;
 use wharf::axum::extract::State;
 use wharf::http::StatusCode;
-use wharf::{ConnId, Message, SendError};
+use wharf::{ConnId, Message, Scope, SendError};
 
 use super::ApiState;
 use super::admin::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::tokens::Claims;
 
-/// The push request: one target (`conn` or `user`) and one payload (`text` or
-/// `binary_base64`).
+/// The push request: one target (`conn`, `user`, `room` or `broadcast`) and one payload
+/// (`text` or `binary_base64`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
-    /// A connection id such as `"0-5"`.
+    /// A connection id such as `"0-5"`, on any node.
     pub conn: Option<String>,
-    /// A user id: every connection whose token has this `uid`.
-    pub user: Option<i64>,
+    /// A user id (the token's `uid`, as a number or a string): every connection of that
+    /// user on every node.
+    pub user: Option<UserRef>,
+    /// A room: every member on every node.
+    pub room: Option<String>,
+    /// With `room`: a connection id to leave out (usually the sender).
+    pub except: Option<String>,
+    /// `true`: every connection on every node.
+    #[serde(default)]
+    pub broadcast: bool,
     /// A text message.
     pub text: Option<String>,
     /// A binary message, standard base64.
     pub binary_base64: Option<String>,
 }
 
-/// Pushes and answers `{"delivered": N}`.
+/// A user id as JSON gives it: `7` or `"7"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UserRef {
+    /// A numeric id.
+    Number(i64),
+    /// A string id.
+    Text(String),
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserRef::Number(n) => write!(f, "{n}"),
+            UserRef::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Pushes and answers `{"delivered": N, "cluster": bool}`: `delivered` counts this node's
+/// connections that queued it; `cluster` says it was also published to the other nodes.
 pub(crate) async fn push(
     _admin: Admin,
     State(state): State<Arc<ApiState>>,
@@ -52,28 +79,41 @@ pub(crate) async fn push(
             ));
         }
     };
-    let delivered = match (request.conn, request.user) {
-        (Some(conn), None) => {
-            let id: ConnId = conn
-                .parse()
-                .map_err(|e| ApiError::bad_request("bad_conn_id", format!("{e}")))?;
-            state.sender.push(id, message).map_err(send_error)?;
-            1
+    let sender = &state.sender;
+    let except = request.except.as_deref().map(parse_conn).transpose()?;
+    let delivered = match (request.conn, request.user, request.room, request.broadcast) {
+        (Some(conn), None, None, false) => {
+            let id = parse_conn(&conn)?;
+            sender.push(id, message).map_err(send_error)?;
+            usize::from(id.node() == sender.node())
         }
-        (None, Some(uid)) => state.sender.broadcast(message, |conn| {
-            conn.get::<Claims>().is_some_and(|claims| claims.uid == uid)
-        }),
+        (None, Some(user), None, false) => sender.push_user(&user.to_string(), message),
+        (None, None, Some(room), false) => {
+            super::rooms::check_room(&room)?;
+            sender.push_room(&room, message, except)
+        }
+        (None, None, None, true) => sender.broadcast(message, Scope::All),
         _ => {
             return Err(ApiError::bad_request(
                 "bad_request",
-                "give exactly one of `conn` and `user`",
+                "give exactly one of `conn`, `user`, `room` and `broadcast: true`",
             ));
         }
     };
-    Ok(Json(serde_json::json!({ "delivered": delivered })))
+    Ok(Json(serde_json::json!({
+        "delivered": delivered,
+        "cluster": sender.cluster_stats().is_some(),
+    })))
 }
 
-/// A failed send as an API error: 404 `conn_not_found`, 409 `conn_closing`, 503 `queue_full`.
+/// A connection id from the request, or 400 `bad_conn_id`.
+pub(crate) fn parse_conn(text: &str) -> Result<ConnId, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::bad_request("bad_conn_id", format!("{e}")))
+}
+
+/// A failed send as an API error: 404 `conn_not_found`, 409 `conn_closing`, 503
+/// `queue_full` or `backplane_unavailable`.
 pub(crate) fn send_error(error: SendError) -> ApiError {
     match error {
         SendError::NotFound(_) => {
@@ -85,6 +125,11 @@ pub(crate) fn send_error(error: SendError) -> ApiError {
         SendError::QueueFull(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue_full",
+            error.to_string(),
+        ),
+        SendError::Backplane(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backplane_unavailable",
             error.to_string(),
         ),
         other => ApiError::internal(&other),

@@ -87,6 +87,10 @@ impl Guard {
             };
             Rejection::new(status, e.code(), e.to_string())
         })?;
+        // The connection is indexed by its user, for push-to-user and presence.
+        request
+            .extensions_mut()
+            .insert(wharf::UserId::new(claims.uid.to_string()));
         request.extensions_mut().insert(claims);
         Ok(request)
     }

@@ -36,8 +36,63 @@ pub struct Config {
     /// and `on_close` before it gives up on them. Default: `"10s"`.
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
-    /// This node's id in a cluster (0–65535); it is part of every connection id. Default: 0.
+    /// This node's id in a cluster (0–65535); it is part of every connection id. Default: 0,
+    /// which with a backplane means "pick a free one at start".
     pub node_id: u16,
+    /// The cluster backplane, presence TTL and fault policy (`[cluster]`).
+    pub cluster: ClusterConfig,
+    /// Room behaviour (`[rooms]`).
+    pub rooms: RoomsConfig,
+}
+
+/// `[cluster]`: several nodes sharing one backplane act as one server.
+///
+/// ```
+/// let config = wharf::Config::from_toml_str(r#"
+///     [cluster]
+///     backplane = "redis://127.0.0.1:6379"
+///     presence_ttl = "10s"
+/// "#).unwrap();
+/// assert_eq!(config.cluster.backplane.as_deref(), Some("redis://127.0.0.1:6379"));
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]` or `nats://host:port`; unset (the default) runs one node with
+    /// no external service.
+    pub backplane: Option<String>,
+    /// Prefix of every channel and key the cluster uses, so clusters can share an engine.
+    /// Default: `"wharf"`.
+    pub prefix: String,
+    /// How long a node's presence outlives its last refresh (it refreshes every third of it).
+    /// A node that dies leaves presence within this time. Default: `"15s"`.
+    #[serde(with = "serde_duration")]
+    pub presence_ttl: Duration,
+    /// Start even when the backplane is unreachable, serving local connections only and
+    /// reconnecting in the background. Default: false (refuse to start).
+    pub allow_local_only: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            backplane: None,
+            prefix: "wharf".to_owned(),
+            presence_ttl: Duration::from_secs(15),
+            allow_local_only: false,
+        }
+    }
+}
+
+/// `[rooms]`: how rooms behave.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RoomsConfig {
+    /// Send `{"event":"join"|"leave","room":…,"conn":…,"user":…}` to a room's other members
+    /// when a connection joins or leaves it (closing leaves every room). Default: false.
+    pub presence_events: bool,
 }
 
 /// What a server speaks.
@@ -158,6 +213,8 @@ impl Default for Config {
             ],
             drain_timeout: Duration::from_secs(10),
             node_id: 0,
+            cluster: ClusterConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -280,6 +337,10 @@ impl Config {
     /// | `WHARF_<NAME>_MAX_MESSAGE_SIZE` | its `limits.max_message_size` |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
+    /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
+    /// | `WHARF_CLUSTER_PREFIX` | `cluster.prefix` |
+    /// | `WHARF_CLUSTER_PRESENCE_TTL` | `cluster.presence_ttl` |
+    /// | `WHARF_CLUSTER_ALLOW_LOCAL_ONLY` | `cluster.allow_local_only` (`true`/`false`) |
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn bad(name: &str, message: String) -> ConfigError {
             ConfigError {
@@ -295,6 +356,24 @@ impl Config {
             self.node_id = v
                 .parse()
                 .map_err(|_| bad("WHARF_NODE_ID", format!("`{v}` is not a number 0-65535")))?;
+        }
+        if let Some(v) = var("WHARF_CLUSTER_BACKPLANE") {
+            self.cluster.backplane = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = var("WHARF_CLUSTER_PREFIX") {
+            self.cluster.prefix = v;
+        }
+        if let Some(v) = var("WHARF_CLUSTER_PRESENCE_TTL") {
+            self.cluster.presence_ttl =
+                parse_duration(&v).map_err(|m| bad("WHARF_CLUSTER_PRESENCE_TTL", m))?;
+        }
+        if let Some(v) = var("WHARF_CLUSTER_ALLOW_LOCAL_ONLY") {
+            self.cluster.allow_local_only = v.parse().map_err(|_| {
+                bad(
+                    "WHARF_CLUSTER_ALLOW_LOCAL_ONLY",
+                    format!("`{v}` is not true or false"),
+                )
+            })?;
         }
         for server in &mut self.servers {
             let prefix = format!("WHARF_{}_", server.name.to_uppercase().replace('-', "_"));
@@ -327,6 +406,18 @@ impl Config {
             key: Some(key),
             message,
         };
+        if self.cluster.presence_ttl < Duration::from_secs(1) {
+            return Err(key_err(
+                "cluster.presence_ttl".into(),
+                "must be at least 1s".into(),
+            ));
+        }
+        if self.cluster.prefix.is_empty() || self.cluster.prefix.contains(char::is_whitespace) {
+            return Err(key_err(
+                "cluster.prefix".into(),
+                "must be a non-empty word".into(),
+            ));
+        }
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         for (i, server) in self.servers.iter().enumerate() {
