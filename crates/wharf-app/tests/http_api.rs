@@ -241,3 +241,88 @@ async fn admin_tokens_and_keys() {
     assert_eq!(response.status, 403);
     assert_eq!(response.json()["error"], "bad_credentials");
 }
+
+/// Opens the room chat `/wss/rooms/{room}` as a new user.
+async fn chat(app: &TestApp, account: &str, room: &str) -> WebSocketStream<TcpStream> {
+    let token = login(app, account, "correct horse battery").await;
+    let header = format!("Bearer {token}");
+    let path = format!("/wss/rooms/{room}");
+    let (response, ws) = handshake(app.ws, &path, &[("Authorization", &header)]).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    ws.expect("open")
+}
+
+#[tokio::test]
+async fn rooms_users_and_presence_on_one_node() {
+    let app = start("").await;
+    let mut alice = chat(&app, "alice", "lobby").await;
+    let mut bob = chat(&app, "bob", "lobby").await;
+    let (mut carol, carol_id, carol_uid) = connect(&app, "carol").await;
+
+    let room = api(app.http, "GET", "/api/rooms/lobby", "").await;
+    assert_eq!(room.status, 200, "{}", room.body);
+    assert_eq!(room.json()["count"], 2);
+    let path = format!("/api/rooms/lobby/members/{carol_id}");
+    let joined = api(app.http, "PUT", &path, "").await;
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    assert_eq!(joined.json()["joined"], true);
+    let rooms = api(app.http, "GET", "/api/rooms", "").await.json();
+    assert_eq!(rooms["rooms"]["lobby"], 3);
+
+    let body = serde_json::json!({ "room": "lobby", "text": "news", "except": carol_id });
+    let pushed = api(app.http, "POST", "/api/push", &body.to_string()).await;
+    assert_eq!(pushed.json()["delivered"], 2, "{}", pushed.body);
+    assert_eq!(pushed.json()["cluster"], false);
+    assert_eq!(next(&mut alice).await, Message::text("news"));
+    assert_eq!(next(&mut bob).await, Message::text("news"));
+
+    // A chat message goes to every member, the sender and carol (joined by the API) too.
+    futures_util::SinkExt::send(&mut alice, Message::text("hi"))
+        .await
+        .expect("send");
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        let Message::Text(text) = next(ws).await else {
+            panic!("text")
+        };
+        let json: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
+        assert_eq!(json["text"], "hi");
+    }
+    let left = api(app.http, "DELETE", &path, "").await;
+    assert_eq!(left.json()["joined"], false);
+
+    let user = api(app.http, "GET", &format!("/api/users/{carol_uid}"), "")
+        .await
+        .json();
+    assert_eq!(user["online"], true);
+    assert_eq!(user["connections"][0], carol_id);
+    let everyone = r#"{"broadcast": true, "text": "all"}"#;
+    assert_eq!(
+        api(app.http, "POST", "/api/push", everyone).await.json()["delivered"],
+        3
+    );
+    let closed = api(
+        app.http,
+        "DELETE",
+        &format!("/api/users/{carol_uid}/connections?code=4003&reason=kicked"),
+        "",
+    )
+    .await;
+    assert_eq!(closed.json()["closed_local"], 1, "{}", closed.body);
+    let cluster = api(app.http, "GET", "/api/cluster", "").await.json();
+    assert_eq!(cluster["backplane"], serde_json::Value::Null);
+    assert_eq!(cluster["node"], 0);
+
+    let long = "x".repeat(65);
+    let bad = api(app.http, "GET", &format!("/api/rooms/{long}"), "").await;
+    assert_eq!(
+        (bad.status, bad.json()["error"].clone()),
+        (400, "bad_room".into())
+    );
+    let two = r#"{"room": "a", "user": 1, "text": "x"}"#;
+    assert_eq!(api(app.http, "POST", "/api/push", two).await.status, 400);
+    let bad_except = r#"{"room": "a", "except": "nope", "text": "x"}"#;
+    assert_eq!(
+        api(app.http, "POST", "/api/push", bad_except).await.json()["error"],
+        "bad_conn_id"
+    );
+}

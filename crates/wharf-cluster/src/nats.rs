@@ -1,17 +1,23 @@
-//! NATS: commands over core pub/sub, presence in a JetStream key-value bucket whose entries
-//! expire after the presence TTL (one key per node).
+//! NATS: commands over core pub/sub; presence in a JetStream stream used as a key-value
+//! bucket (one subject per node, one message kept per subject, `max_age` = the presence
+//! TTL), spoken through JetStream's request API so that it works with every server since
+//! 2.9.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use wharf::cluster::{Backplane, BackplaneError, BoxFuture, Link, Subscription};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
+/// JetStream's error code for "stream name already in use with a different configuration".
+const STREAM_EXISTS: u64 = 10058;
 
 /// A NATS backplane (`nats://host:port`). The server must have JetStream enabled
 /// (`nats-server -js`) for presence.
@@ -24,7 +30,7 @@ pub struct NatsBackplane {
 
 impl NatsBackplane {
     /// A backplane for the NATS server at `url`; subjects start with `prefix`, and presence
-    /// lives in the bucket `<prefix>_presence` with entries that expire after `ttl`.
+    /// lives in the stream `KV_<prefix>_presence` with entries that expire after `ttl`.
     pub fn new(url: &str, prefix: &str, ttl: Duration) -> NatsBackplane {
         let safe: String = prefix
             .chars()
@@ -60,6 +66,7 @@ impl Backplane for NatsBackplane {
             let (lost_tx, lost) = watch::channel(false);
             let client = async_nats::ConnectOptions::new()
                 .connection_timeout(TIMEOUT)
+                .request_timeout(Some(TIMEOUT))
                 .event_callback(move |event| {
                     let lost_tx = lost_tx.clone();
                     async move {
@@ -74,29 +81,85 @@ impl Backplane for NatsBackplane {
                 .connect(self.url.as_str())
                 .await
                 .map_err(|e| error(format!("{}: {e}", self.url)))?;
-            let presence = jetstream::new(client.clone())
-                .create_or_update_key_value(kv::Config {
-                    bucket: self.bucket.clone(),
-                    history: 1,
-                    max_age: self.ttl,
-                    storage: jetstream::stream::StorageType::Memory,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| error(format!("JetStream key-value bucket {}: {e}", self.bucket)))?;
-            Ok(Arc::new(NatsLink {
+            let link = NatsLink {
                 client,
-                presence,
+                stream: format!("KV_{}", self.bucket),
+                subjects: format!("$KV.{}", self.bucket),
                 lost,
-            }) as Arc<dyn Link>)
+            };
+            link.create_bucket(self.ttl).await?;
+            Ok(Arc::new(link) as Arc<dyn Link>)
         })
     }
 }
 
 struct NatsLink {
     client: async_nats::Client,
-    presence: kv::Store,
+    /// The JetStream stream holding presence.
+    stream: String,
+    /// Its subject prefix: one subject per node below it.
+    subjects: String,
     lost: watch::Receiver<bool>,
+}
+
+impl NatsLink {
+    /// One JetStream API request; its JSON answer, or the error it reports.
+    async fn api(&self, what: &str, body: Value) -> Result<Value, BackplaneError> {
+        let subject = format!("$JS.API.{what}.{}", self.stream);
+        let reply = self
+            .client
+            .request(subject, body.to_string().into())
+            .await
+            .map_err(|e| error(format!("JetStream {what}: {e} (is JetStream enabled?)")))?;
+        let answer: Value = serde_json::from_slice(&reply.payload)
+            .map_err(|e| error(format!("JetStream {what}: {e}")))?;
+        match answer.get("error") {
+            Some(problem) => Err(JsError::from(problem).into_backplane(what)),
+            None => Ok(answer),
+        }
+    }
+
+    async fn create_bucket(&self, ttl: Duration) -> Result<(), BackplaneError> {
+        let config = json!({
+            "name": self.stream,
+            "subjects": [format!("{}.>", self.subjects)],
+            "max_msgs_per_subject": 1,
+            "max_age": ttl.as_nanos() as u64,
+            "duplicate_window": ttl.min(Duration::from_secs(120)).as_nanos() as u64,
+            "storage": "memory",
+            "num_replicas": 1,
+            "discard": "old",
+            "allow_rollup_hdrs": true,
+        });
+        match self.api("STREAM.CREATE", config.clone()).await {
+            Err(e) if e.0.contains(&format!("[{STREAM_EXISTS}]")) => {
+                self.api("STREAM.UPDATE", config).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// An error object in a JetStream API answer.
+struct JsError {
+    code: u64,
+    description: String,
+}
+
+impl JsError {
+    fn from(value: &Value) -> JsError {
+        JsError {
+            code: value["err_code"].as_u64().unwrap_or_default(),
+            description: value["description"].as_str().unwrap_or("error").to_owned(),
+        }
+    }
+
+    fn into_backplane(self, what: &str) -> BackplaneError {
+        error(format!(
+            "JetStream {what}: {} [{}]",
+            self.description, self.code
+        ))
+    }
 }
 
 impl Link for NatsLink {
@@ -139,24 +202,40 @@ impl Link for NatsLink {
         snapshot: Bytes,
         _ttl: Duration,
     ) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        // The bucket's max_age is the TTL: an entry not written again expires.
+        // The stream's max_age is the TTL: an entry not written again expires.
         Box::pin(async move {
-            self.presence
-                .put(node.to_string(), snapshot)
+            let reply = self
+                .client
+                .request(format!("{}.{node}", self.subjects), snapshot)
                 .await
-                .map(|_| ())
-                .map_err(error)
+                .map_err(error)?;
+            let ack: Value = serde_json::from_slice(&reply.payload).map_err(error)?;
+            match ack.get("error") {
+                Some(problem) => Err(JsError::from(problem).into_backplane("PUT")),
+                None => Ok(()),
+            }
         })
     }
 
     fn presence(&self) -> BoxFuture<'_, Result<Vec<Bytes>, BackplaneError>> {
         Box::pin(async move {
-            let mut keys = self.presence.keys().await.map_err(error)?;
+            let filter = json!({ "subjects_filter": format!("{}.>", self.subjects) });
+            let info = self.api("STREAM.INFO", filter).await?;
+            let subjects: Vec<String> = info["state"]["subjects"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
             let mut out = Vec::new();
-            while let Some(key) = keys.next().await {
-                let key = key.map_err(error)?;
-                if let Some(value) = self.presence.get(key).await.map_err(error)? {
-                    out.push(value);
+            for subject in subjects {
+                // Expired between the two requests: skip it.
+                let Ok(found) = self
+                    .api("STREAM.MSG.GET", json!({ "last_by_subj": subject }))
+                    .await
+                else {
+                    continue;
+                };
+                if let Some(data) = found["message"]["data"].as_str() {
+                    out.push(Bytes::from(STANDARD.decode(data).map_err(error)?));
                 }
             }
             Ok(out)
@@ -164,7 +243,10 @@ impl Link for NatsLink {
     }
 
     fn remove_presence(&self, node: u16) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        Box::pin(async move { self.presence.purge(node.to_string()).await.map_err(error) })
+        Box::pin(async move {
+            let filter = json!({ "filter": format!("{}.{node}", self.subjects) });
+            self.api("STREAM.PURGE", filter).await.map(|_| ())
+        })
     }
 }
 

@@ -1,0 +1,499 @@
+//! Clusters of `wharf serve` processes on loopback sharing a backplane: the running Redis
+//! and NATS (`../shared/services.md`), or private ones a test stops and starts.
+//!
+//! Every core test runs over both engines.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::nodes::{Node, NodeConfig, spawn};
+use common::{SECRET, api, handshake};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use wharf_app::tokens::{Subject, TokenConfig, Tokens};
+
+type Ws = WebSocketStream<TcpStream>;
+
+fn redis_url() -> String {
+    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn nats_url() -> String {
+    std::env::var("WHARF_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A prefix of channels and keys no other test (or earlier run) uses.
+fn prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("t{}-{nanos}-{name}", std::process::id())
+}
+
+fn token(uid: i64) -> String {
+    let tokens = Tokens::new(&TokenConfig::default(), Some(SECRET)).expect("tokens");
+    let subject = Subject {
+        uid,
+        account: format!("user{uid}"),
+        admin: false,
+    };
+    tokens.issue(subject).expect("token").0
+}
+
+/// Opens `path` on `node` as user `uid`.
+async fn open(node: SocketAddr, path: &str, uid: i64) -> Ws {
+    let bearer = format!("Bearer {}", token(uid));
+    let (response, ws) = handshake(node, path, &[("Authorization", &bearer)]).await;
+    ws.unwrap_or_else(|| panic!("handshake refused: {} {}", response.status, response.body))
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10s")
+            .expect("the stream is open")
+            .expect("no error");
+        match message {
+            WsMessage::Text(text) => return text.as_str().to_owned(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+async fn assert_silent(ws: &mut Ws) {
+    if let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(400), ws.next()).await
+    {
+        panic!("expected nothing more, got {message:?}");
+    }
+}
+
+async fn get_json(node: SocketAddr, path: &str) -> serde_json::Value {
+    let response = api(node, "GET", path, "").await;
+    assert_eq!(response.status, 200, "{path}: {}", response.body);
+    response.json()
+}
+
+async fn push(node: SocketAddr, body: serde_json::Value) -> serde_json::Value {
+    let response = api(node, "POST", "/api/push", &body.to_string()).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()
+}
+
+/// Polls `path` on `node` until `check` accepts its JSON, for at most `limit`.
+async fn wait_for(
+    node: SocketAddr,
+    path: &str,
+    limit: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let response = api(node, "GET", path, "").await;
+        if response.status == 200 && check(&response.json()) {
+            return response.json();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{path} never matched within {limit:?}; last: {} {}",
+            response.status,
+            response.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn nodes(config: &NodeConfig, count: usize) -> Vec<Node> {
+    (0..count).map(|_| spawn(config)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// the core tests, over each engine
+
+async fn push_through_one_node_reaches_a_user_on_another(url: &str) {
+    let nodes = nodes(&NodeConfig::new(url, &prefix("push")), 3);
+    let (n1, n2, n3) = (nodes[0].http, nodes[1].http, nodes[2].http);
+    let mut client = open(nodes[2].ws, "/wss/demo", 42).await;
+    assert_eq!(next_text(&mut client).await, "Authorization Success");
+
+    let user = wait_for(n1, "/api/users/42", Duration::from_secs(5), |j| {
+        j["online"] == true
+    })
+    .await;
+    let id = user["connections"][0]
+        .as_str()
+        .expect("a connection id")
+        .to_owned();
+    let node3 = get_json(n3, "/api/cluster").await["node"].clone();
+    assert!(
+        id.starts_with(&format!("{node3}-")),
+        "{id} is on node {node3}"
+    );
+
+    let answer = push(n1, serde_json::json!({ "user": 42, "text": "from node 1" })).await;
+    assert_eq!(
+        answer["delivered"], 0,
+        "no local connection of user 42 on node 1"
+    );
+    assert_eq!(answer["cluster"], true);
+    assert_eq!(next_text(&mut client).await, "from node 1");
+
+    push(
+        n2,
+        serde_json::json!({ "conn": id, "text": "by id through node 2" }),
+    )
+    .await;
+    assert_eq!(next_text(&mut client).await, "by id through node 2");
+
+    let closed = api(
+        n1,
+        "DELETE",
+        &format!("/api/connections/{id}?code=4000&reason=bye"),
+        "",
+    )
+    .await;
+    assert_eq!(closed.status, 200, "{}", closed.body);
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.next()).await {
+            Ok(Some(Ok(WsMessage::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let frame = frame.expect("a close code");
+    assert_eq!(
+        (u16::from(frame.code), frame.reason.as_str()),
+        (4000, "bye")
+    );
+    // Keep reading so the client answers the close and the server sees it end.
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), client.next()).await {}
+    wait_for(n2, "/api/users/42", Duration::from_secs(5), |j| {
+        j["online"] == false
+    })
+    .await;
+}
+
+async fn room_broadcast_reaches_every_node_exactly_once(url: &str) {
+    let nodes = nodes(&NodeConfig::new(url, &prefix("room")), 3);
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        clients.push(open(node.ws, "/wss/rooms/lobby", i as i64 + 1).await);
+    }
+    let room = wait_for(
+        nodes[1].http,
+        "/api/rooms/lobby",
+        Duration::from_secs(5),
+        |j| j["count"] == 3,
+    )
+    .await;
+    let mut users: Vec<&str> = room["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["user"].as_str())
+        .collect();
+    users.sort_unstable();
+    assert_eq!(users, ["1", "2", "3"]);
+    let rooms = get_json(nodes[2].http, "/api/rooms").await;
+    assert_eq!(rooms["rooms"]["lobby"], 3);
+
+    push(
+        nodes[1].http,
+        serde_json::json!({ "room": "lobby", "text": "hello all" }),
+    )
+    .await;
+    for client in &mut clients {
+        assert_eq!(next_text(client).await, "hello all");
+    }
+    // A chat message from the member on node 1 reaches all three members once.
+    clients[0].send(WsMessage::text("hi")).await.expect("send");
+    for client in &mut clients {
+        let json: serde_json::Value = serde_json::from_str(&next_text(client).await).expect("json");
+        assert_eq!(
+            (json["text"].as_str(), json["user"].as_str()),
+            (Some("hi"), Some("1"))
+        );
+    }
+    push(
+        nodes[2].http,
+        serde_json::json!({ "broadcast": true, "text": "everyone" }),
+    )
+    .await;
+    for client in &mut clients {
+        assert_eq!(next_text(client).await, "everyone");
+    }
+    for client in &mut clients {
+        assert_silent(client).await;
+    }
+}
+
+async fn a_killed_node_leaves_presence_within_the_ttl(url: &str) {
+    let config = NodeConfig::new(url, &prefix("kill"));
+    let ttl = Duration::from_secs(3);
+    let mut nodes = nodes(&config, 2);
+    let observer = nodes[0].http;
+    let _client = open(nodes[1].ws, "/wss/rooms/doomed", 7).await;
+    wait_for(observer, "/api/users/7", Duration::from_secs(5), |j| {
+        j["online"] == true
+    })
+    .await;
+    wait_for(observer, "/api/rooms/doomed", Duration::from_secs(5), |j| {
+        j["count"] == 1
+    })
+    .await;
+
+    let killed = Instant::now();
+    nodes[1].kill();
+    wait_for(
+        observer,
+        "/api/users/7",
+        ttl + Duration::from_secs(2),
+        |j| j["online"] == false,
+    )
+    .await;
+    let gone = killed.elapsed();
+    assert!(
+        gone <= ttl + Duration::from_secs(2),
+        "left presence after {gone:?}"
+    );
+    let room = get_json(observer, "/api/rooms/doomed").await;
+    assert_eq!(room["count"], 0);
+    let cluster = get_json(observer, "/api/cluster").await;
+    assert_eq!(cluster["connections"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_push_through_one_node_reaches_a_user_on_another() {
+    push_through_one_node_reaches_a_user_on_another(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_push_through_one_node_reaches_a_user_on_another() {
+    push_through_one_node_reaches_a_user_on_another(&nats_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_room_broadcast_reaches_every_node_exactly_once() {
+    room_broadcast_reaches_every_node_exactly_once(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_room_broadcast_reaches_every_node_exactly_once() {
+    room_broadcast_reaches_every_node_exactly_once(&nats_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_killed_node_leaves_presence_within_the_ttl() {
+    a_killed_node_leaves_presence_within_the_ttl(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_killed_node_leaves_presence_within_the_ttl() {
+    a_killed_node_leaves_presence_within_the_ttl(&nats_url()).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// faults: a private engine this test stops and starts
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A private Redis or NATS server process on `port`.
+struct Engine {
+    kind: &'static str,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Engine {
+    fn start(kind: &'static str) -> Engine {
+        let mut engine = Engine {
+            kind,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        engine.up();
+        engine
+    }
+
+    fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.kind, self.port)
+    }
+
+    fn up(&mut self) {
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            "redis" => {
+                let mut c = Command::new("redis-server");
+                c.args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c.arg("--dir").arg(self.dir.path());
+                c
+            }
+            _ => {
+                let mut c = Command::new("/usr/sbin/nats-server");
+                c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+                    .arg(self.dir.path());
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a private {} server: {e}", self.kind));
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{} did not start",
+                self.kind
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn the_cluster_recovers_when_its_engine_restarts(kind: &'static str) {
+    let mut engine = Engine::start(kind);
+    let nodes = nodes(&NodeConfig::new(&engine.url(), &prefix("restart")), 2);
+    let (n1, n2) = (nodes[0].http, nodes[1].http);
+    let mut on_1 = open(nodes[0].ws, "/wss/demo", 1).await;
+    let mut on_2 = open(nodes[1].ws, "/wss/demo", 2).await;
+    assert_eq!(next_text(&mut on_1).await, "Authorization Success");
+    assert_eq!(next_text(&mut on_2).await, "Authorization Success");
+    push(n1, serde_json::json!({ "user": 2, "text": "before" })).await;
+    assert_eq!(next_text(&mut on_2).await, "before");
+
+    engine.down();
+    wait_for(n1, "/api/cluster", Duration::from_secs(10), |j| {
+        j["backplane"]["state"] == "disconnected"
+    })
+    .await;
+    // Local delivery goes on; what was meant for other nodes is dropped and counted.
+    let answer = push(
+        n1,
+        serde_json::json!({ "user": 1, "text": "local during outage" }),
+    )
+    .await;
+    assert_eq!(answer["delivered"], 1);
+    assert_eq!(next_text(&mut on_1).await, "local during outage");
+    push(
+        n1,
+        serde_json::json!({ "user": 2, "text": "lost during outage" }),
+    )
+    .await;
+    let during = get_json(n1, "/api/cluster").await;
+    assert!(
+        during["backplane"]["dropped"].as_u64() >= Some(1),
+        "{during}"
+    );
+    assert!(
+        during["backplane"]["outages"].as_u64() >= Some(1),
+        "{during}"
+    );
+    assert!(
+        during["connections"].is_null(),
+        "no cluster-wide count while down: {during}"
+    );
+    let presence = api(n1, "GET", "/api/users/2", "").await;
+    assert_eq!(presence.status, 503, "{}", presence.body);
+    assert_eq!(presence.json()["error"], "backplane_unavailable");
+
+    engine.up();
+    for node in [n1, n2] {
+        wait_for(node, "/api/cluster", Duration::from_secs(15), |j| {
+            j["backplane"]["state"] == "connected"
+                && j["backplane"]["reconnects"].as_u64() >= Some(1)
+        })
+        .await;
+    }
+    // Resubscribed, and presence rewritten: node 1 sees user 2 again and reaches it.
+    wait_for(n1, "/api/users/2", Duration::from_secs(5), |j| {
+        j["online"] == true
+    })
+    .await;
+    push(n1, serde_json::json!({ "user": 2, "text": "after" })).await;
+    assert_eq!(next_text(&mut on_2).await, "after");
+    assert_silent(&mut on_2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_the_cluster_recovers_when_redis_restarts() {
+    the_cluster_recovers_when_its_engine_restarts("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_the_cluster_recovers_when_nats_restarts() {
+    the_cluster_recovers_when_its_engine_restarts("nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_backplane_stops_the_start_unless_local_only_is_asked() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let config = NodeConfig::new(&url, &prefix("down"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = common::nodes::command(&config, dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run wharf serve");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the cluster backplane (redis)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_local_only"), "{stderr}");
+
+    let mut local_only = config.clone();
+    local_only
+        .extra_env
+        .push(("WHARF_CLUSTER_ALLOW_LOCAL_ONLY".into(), "true".into()));
+    let node = spawn(&local_only);
+    let cluster = get_json(node.http, "/api/cluster").await;
+    assert_eq!(cluster["backplane"]["state"], "disconnected");
+    let mut client = open(node.ws, "/wss/demo", 5).await;
+    assert_eq!(next_text(&mut client).await, "Authorization Success");
+    let answer = push(
+        node.http,
+        serde_json::json!({ "user": 5, "text": "still local" }),
+    )
+    .await;
+    assert_eq!(answer["delivered"], 1);
+    assert_eq!(next_text(&mut client).await, "still local");
+}
