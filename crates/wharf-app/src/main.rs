@@ -41,6 +41,8 @@ enum Command {
     },
     /// Connect to a WebSocket server: interactive, or scripted with --send/--expect.
     Client(wharf_client::cli::ClientArgs),
+    /// Load a WebSocket server: `echo` (messages/s, latency) or `connect` (handshakes/s).
+    Bench(wharf_client::bench::BenchArgs),
     /// Print a token for a stored user, signed with the server's key.
     Token {
         /// The account.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Client(args) => wharf_client::cli::run(args).await,
+            Command::Bench(args) => wharf_client::bench::run(args).await,
             Command::Token { account, admin } => {
                 wharf_app::cli::token::run(config, &account, admin).await
             }

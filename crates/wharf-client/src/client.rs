@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Mutex;
 use wharf_proto::{Decoder, DecoderConfig, Frame, OpCode, Role};
 
 use crate::handshake::Handshake;
+use crate::transport::{ReadHalf, Stream, WriteHalf};
 use crate::{ClientConfig, ClientError};
 
 /// A text or binary message.
@@ -86,7 +85,7 @@ pub enum Event {
 /// The writing side, shared by both halves (pongs and close replies come from the reader).
 #[derive(Debug)]
 struct Writer {
-    io: OwnedWriteHalf,
+    io: WriteHalf,
     close_sent: bool,
     buf: Vec<u8>,
 }
@@ -183,7 +182,7 @@ impl ClientSender {
 /// except while it is writing an automatic pong or close reply.
 #[derive(Debug)]
 pub struct ClientReceiver {
-    io: OwnedReadHalf,
+    io: ReadHalf,
     writer: Arc<Mutex<Writer>>,
     decoder: Decoder,
     buf: Vec<u8>,
@@ -310,7 +309,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(stream: TcpStream, handshake: Handshake, config: &ClientConfig) -> Client {
+    pub(crate) fn new(stream: Stream, handshake: Handshake, config: &ClientConfig) -> Client {
         let (read, write) = stream.into_split();
         let writer = Arc::new(Mutex::new(Writer {
             io: write,
@@ -392,6 +391,11 @@ impl Client {
         self.receiver.done = true;
         let _ = self.sender.writer.lock().await.io.shutdown().await;
         Ok(reply)
+    }
+
+    /// The receiving half, for loops that only read (the bench's echo timing).
+    pub(crate) fn receiver_mut(&mut self) -> &mut ClientReceiver {
+        &mut self.receiver
     }
 
     /// Splits into a sender (clonable) and a receiver, to use from different tasks.
