@@ -106,3 +106,14 @@ fn main() -> ExitCode {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flags (e.g. a subcommand's `-c` against the global `--config`).
+        super::Cli::command().debug_assert();
+    }
+}

@@ -211,12 +211,16 @@ struct Payloads {
 }
 
 impl Payloads {
+    /// How many of the 12 sequence digits fit.
+    fn prefix(&self) -> usize {
+        SEQ_DIGITS.min(self.size)
+    }
+
     fn bytes(&self, seq: u64) -> Vec<u8> {
         let mut out = vec![b'x'; self.size];
-        let digits = format!("{seq:012}");
-        let n = digits.len().min(self.size);
+        let n = self.prefix();
         // The last `n` digits, so tiny messages still vary.
-        out[..n].copy_from_slice(&digits.as_bytes()[digits.len() - n..]);
+        out[..n].copy_from_slice(&digits(seq)[SEQ_DIGITS - n..]);
         out
     }
 
@@ -225,15 +229,32 @@ impl Payloads {
         if self.binary {
             Message::Binary(Bytes::from(bytes))
         } else {
-            // Digits and `x` only: always UTF-8.
-            Message::Text(String::from_utf8_lossy(&bytes).into_owned())
+            // Digits and `x` only: always UTF-8, so this never falls back.
+            Message::Text(String::from_utf8(bytes).unwrap_or_default())
         }
     }
 
+    /// Whether `message` is the echo of message `seq` (without building it again).
     fn matches(&self, seq: u64, message: &Message) -> bool {
-        let kind_ok = matches!(message, Message::Binary(_)) == self.binary;
-        kind_ok && message.as_bytes() == self.bytes(seq)
+        let got = message.as_bytes();
+        let n = self.prefix();
+        matches!(message, Message::Binary(_)) == self.binary
+            && got.len() == self.size
+            && got[..n] == digits(seq)[SEQ_DIGITS - n..]
+            && got[n..].iter().all(|&b| b == b'x')
     }
+}
+
+const SEQ_DIGITS: usize = 12;
+
+/// `seq` as 12 zero-padded decimal digits (modulo 10^12).
+fn digits(mut seq: u64) -> [u8; SEQ_DIGITS] {
+    let mut out = [b'0'; SEQ_DIGITS];
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (seq % 10) as u8;
+        seq /= 10;
+    }
+    out
 }
 
 /// Send one, wait for its echo, repeat.
@@ -377,4 +398,32 @@ fn fail(result: &mut ConnResult, counters: &Counters, error: &ClientError) {
 fn mismatch(result: &mut ConnResult, counters: &Counters) {
     result.errors.add("mismatch");
     counters.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_their_sequence_number() {
+        let text = Payloads {
+            size: 16,
+            binary: false,
+        };
+        assert_eq!(text.message(42), Message::Text("000000000042xxxx".into()));
+        assert!(text.matches(42, &text.message(42)));
+        assert!(!text.matches(43, &text.message(42)));
+        let binary = Payloads {
+            size: 3,
+            binary: true,
+        };
+        assert_eq!(binary.bytes(1234), b"234");
+        assert!(binary.matches(1234, &binary.message(1234)));
+        assert!(!binary.matches(1234, &text.message(1234)));
+        let empty = Payloads {
+            size: 0,
+            binary: false,
+        };
+        assert!(empty.matches(7, &empty.message(7)));
+    }
 }

@@ -76,8 +76,8 @@ pub struct EchoArgs {
     /// How to connect (URL, headers, TLS).
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Concurrent connections
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 50)]
+    /// Concurrent connections (`-c` is `wharf --config`)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
     pub connections: u64,
     /// Message size in bytes (suffix k or m for KiB, MiB)
     #[arg(short = 's', long, value_name = "BYTES", default_value = "32", value_parser = parse_size)]
