@@ -19,6 +19,31 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `wss://` verifies the server against Mozilla's roots (built in), or only against the CAs
+//! of a PEM file; the name checked can differ from the URL's host:
+//!
+//! ```no_run
+//! use wharf_client::{ClientConfig, ClientError, connect};
+//!
+//! # async fn demo() -> Result<(), ClientError> {
+//! let config = ClientConfig::default()
+//!     .with_ca_file("ca.pem")
+//!     .with_server_name("wharf.internal");
+//! match connect("wss://10.0.0.5:9443/echo", &config).await {
+//!     Ok(client) => drop(client),
+//!     Err(ClientError::Certificate(why)) => eprintln!("not trusted: {why}"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! `url` (parsing `ws://`/`wss://`), `transport` (TCP or rustls, as one enum), `handshake`
+//! (the HTTP upgrade), `client` ([`Client`] and its halves), `error` ([`ClientError`]),
+//! `reconnect` ([`Reconnecting`]), [`cli`] (`wharf client`), [`bench`] (`wharf bench`).
 
 pub mod bench;
 pub mod cli;

@@ -303,15 +303,26 @@ async fn pipelined(
     let (times, pending) = mpsc::channel::<(Instant, u64)>(depth);
     let writer = async move {
         let mut seq = 0u64;
+        let mut batch = Vec::with_capacity(depth);
         // `reserve` fails once the reader stopped (after an error): nothing more to send.
-        while let Ok(permit) = times.reserve().await {
+        while let Ok(first) = times.reserve().await {
+            // Every free slot at once, written with one syscall: echoes come back in
+            // bursts, and one write per message would make the load generator the limit.
+            let mut permits = vec![first];
+            while let Ok(permit) = times.try_reserve() {
+                permits.push(permit);
+            }
             let now = Instant::now();
             if now >= window.end {
                 break;
             }
-            permit.send((now, seq));
-            sender.send(payloads.message(seq)).await?;
-            seq += 1;
+            for permit in permits {
+                permit.send((now, seq));
+                batch.push(payloads.message(seq));
+                seq += 1;
+            }
+            sender.send_batch(&batch).await?;
+            batch.clear();
         }
         // Dropping `times` here tells the reader that no more echoes are due.
         Ok::<_, ClientError>(sender)
