@@ -474,3 +474,18 @@ impl Client {
         (self.sender, self.receiver)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keys_vary() {
+        let mut keys = MaskKeys(0);
+        let drawn: std::collections::HashSet<[u8; 4]> = (0..1000).map(|_| keys.next()).collect();
+        assert_eq!(drawn.len(), 1000);
+        let mut a = MaskKeys::new();
+        let mut b = MaskKeys::new();
+        assert_ne!((a.next(), a.next()), (b.next(), b.next()));
+    }
+}

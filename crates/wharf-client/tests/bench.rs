@@ -243,3 +243,60 @@ async fn usage_errors_exit_two() {
     };
     assert_eq!(bounded(run(args)).await, ExitCode::from(2));
 }
+
+/// Accepts the upgrade, then never answers: the run must still end, with timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_does_not_hang_the_run() -> TestResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                let reply = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                    wharf_proto::accept_key(key.as_bytes())
+                );
+                let _ = tcp.write_all(reply.as_bytes()).await;
+                // Read and drop everything, answer nothing.
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let options = EchoOptions::default()
+        .with_connections(2)
+        .with_pipeline(4)
+        .with_duration(Duration::from_millis(300));
+    let config = ClientConfig::default().with_close_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let report = bounded(echo(&format!("ws://{addr}/"), &config, &options)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.messages, 0);
+    assert_eq!(report.errors.get("timeout"), 2, "{report}");
+    Ok(())
+}
