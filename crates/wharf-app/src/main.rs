@@ -45,6 +45,8 @@ enum Command {
     },
     /// Connect to a WebSocket server: interactive, or scripted with --send/--expect.
     Client(wharf_client::cli::ClientArgs),
+    /// Load a WebSocket server: `echo` (messages/s, latency) or `connect` (handshakes/s).
+    Bench(wharf_client::bench::BenchArgs),
     /// Print a token for a stored user, signed with the server's key.
     Token {
         /// The account.
@@ -102,9 +104,21 @@ fn main() -> ExitCode {
                 }
             },
             Command::Client(args) => wharf_client::cli::run(args).await,
+            Command::Bench(args) => wharf_client::bench::run(args).await,
             Command::Token { account, admin } => {
                 wharf_app::cli::token::run(config, &account, admin).await
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flags (e.g. a subcommand's `-c` against the global `--config`).
+        super::Cli::command().debug_assert();
+    }
 }

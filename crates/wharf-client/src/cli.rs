@@ -20,6 +20,7 @@
 //! protocol error (or timeout), 2 usage, 3 handshake refused (status and body printed).
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,10 +28,11 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::{Client, ClientConfig, ClientError, ClientSender, Event, Message, connect};
 
-/// Arguments of `wharf client`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ClientArgs {
-    /// The WebSocket URL, e.g. ws://127.0.0.1:9502/echo
+/// How to reach a server: the URL, handshake headers and TLS options. Shared by
+/// `wharf client` and `wharf bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// The WebSocket URL (ws:// or wss://), e.g. ws://127.0.0.1:9502/echo
     #[arg(value_name = "URL")]
     pub url: String,
     /// An extra handshake header, `Name: value` (repeatable)
@@ -47,35 +49,108 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// wss://: trust only the CA certificates in this PEM file (instead of the built-in roots)
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// wss://: the TLS server name to send and verify, instead of the URL's host
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Connect timeout; for `wharf client --send`, also the bound on waiting for the
+    /// expected messages
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        ConnectionArgs {
+            url: String::new(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            token: None,
+            ca_file: None,
+            server_name: None,
+            timeout: 10.0,
+        }
+    }
+}
+
+impl ConnectionArgs {
+    /// The [`ClientConfig`] these arguments describe, or a usage message.
+    ///
+    /// ```
+    /// use wharf_client::cli::ConnectionArgs;
+    ///
+    /// let args = ConnectionArgs {
+    ///     url: "wss://127.0.0.1:9443/echo".into(),
+    ///     headers: vec!["X-Trace: 1".into()],
+    ///     server_name: Some("wharf.test".into()),
+    ///     ..ConnectionArgs::default()
+    /// };
+    /// let config = args.config()?;
+    /// assert_eq!(config.server_name.as_deref(), Some("wharf.test"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn config(&self) -> Result<ClientConfig, String> {
+        let timeout = Duration::try_from_secs_f64(self.timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "--timeout {} is not a positive number of seconds",
+                    self.timeout
+                )
+            })?;
+        let mut config = ClientConfig::default().with_connect_timeout(timeout);
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .filter(|(n, _)| !n.trim().is_empty())
+                .ok_or_else(|| format!("-H {header:?}: expected `Name: value`"))?;
+            config = config.with_header(name.trim(), value.trim());
+        }
+        if let Some(token) = &self.token {
+            config = config.with_header("Authorization", format!("Bearer {token}"));
+        }
+        config.protocols.clone_from(&self.protocols);
+        config.ca_file.clone_from(&self.ca_file);
+        config.server_name.clone_from(&self.server_name);
+        Ok(config)
+    }
+}
+
+/// Arguments of `wharf client`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// How to connect (URL, headers, TLS).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// A text message to send (repeatable); without it the client reads stdin
     #[arg(long = "send", value_name = "TEXT")]
     pub send: Vec<String>,
     /// Exit (after a close 1000) once this many messages have arrived
     #[arg(long, value_name = "N")]
     pub expect: Option<u64>,
-    /// Connect timeout; with --send, also the bound on waiting for the expected messages
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub timeout: f64,
     /// Print every event as one JSON line (kind, data, timestamp)
     #[arg(long)]
     pub json: bool,
 }
 
-const EXIT_ERROR: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
 const EXIT_REFUSED: u8 = 3;
 
 /// Runs the client described by `args` and returns the process exit code.
 pub async fn run(args: ClientArgs) -> ExitCode {
     let out = Printer { json: args.json };
-    let config = match config(&args) {
+    let config = match args.connection.config() {
         Ok(config) => config,
         Err(message) => {
             out.error(&message);
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let client = match connect(&args.url, &config).await {
+    let client = match connect(&args.connection.url, &config).await {
         Ok(client) => client,
         Err(e) => return out.failure(&e).into(),
     };
@@ -86,31 +161,6 @@ pub async fn run(args: ClientArgs) -> ExitCode {
         scripted(client, &args, &config, &out).await
     };
     ExitCode::from(code)
-}
-
-fn config(args: &ClientArgs) -> Result<ClientConfig, String> {
-    let timeout = Duration::try_from_secs_f64(args.timeout)
-        .ok()
-        .filter(|t| !t.is_zero())
-        .ok_or_else(|| {
-            format!(
-                "--timeout {} is not a positive number of seconds",
-                args.timeout
-            )
-        })?;
-    let mut config = ClientConfig::default().with_connect_timeout(timeout);
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .filter(|(n, _)| !n.trim().is_empty())
-            .ok_or_else(|| format!("-H {header:?}: expected `Name: value`"))?;
-        config = config.with_header(name.trim(), value.trim());
-    }
-    if let Some(token) = &args.token {
-        config = config.with_header("Authorization", format!("Bearer {token}"));
-    }
-    config.protocols.clone_from(&args.protocols);
-    Ok(config)
 }
 
 async fn scripted(
@@ -405,22 +455,30 @@ mod tests {
     }
 
     #[test]
-    fn headers_and_token() -> Result<(), String> {
-        let args = ClientArgs {
+    fn headers_token_and_tls() -> Result<(), String> {
+        let args = ConnectionArgs {
             url: "ws://x/".into(),
             headers: vec!["X-A: 1".into()],
             token: Some("t".into()),
+            ca_file: Some("ca.pem".into()),
             timeout: 3.0,
-            ..ClientArgs::default()
+            ..ConnectionArgs::default()
         };
-        let c = config(&args)?;
+        let c = args.config()?;
         let want = [("X-A", "1"), ("Authorization", "Bearer t")].map(|(a, b)| (a.into(), b.into()));
         assert_eq!(c.headers, want);
-        let bad = ClientArgs {
+        assert_eq!(c.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        let bad = ConnectionArgs {
             headers: vec!["nocolon".into()],
+            ..args.clone()
+        };
+        assert!(bad.config().is_err());
+        let bad = ConnectionArgs {
+            timeout: 0.0,
             ..args
         };
-        assert!(config(&bad).is_err());
+        assert!(bad.config().is_err());
         Ok(())
     }
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Mutex;
 use wharf_proto::{Decoder, DecoderConfig, Frame, OpCode, Role};
 
 use crate::handshake::Handshake;
+use crate::transport::{ReadHalf, Stream, WriteHalf};
 use crate::{ClientConfig, ClientError};
 
 /// A text or binary message.
@@ -31,6 +30,13 @@ pub enum Message {
 }
 
 impl Message {
+    fn opcode(&self) -> OpCode {
+        match self {
+            Self::Text(_) => OpCode::Text,
+            Self::Binary(_) => OpCode::Binary,
+        }
+    }
+
     /// The payload bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
@@ -86,9 +92,30 @@ pub enum Event {
 /// The writing side, shared by both halves (pongs and close replies come from the reader).
 #[derive(Debug)]
 struct Writer {
-    io: OwnedWriteHalf,
+    io: WriteHalf,
     close_sent: bool,
     buf: Vec<u8>,
+    masks: MaskKeys,
+}
+
+/// Masking keys: wyrand seeded from the OS once per connection, not one `getrandom` call per
+/// frame (that is a syscall per message on many systems, and `wharf bench` sends hundreds of
+/// thousands per second). The keys only need to be unpredictable to the page scripts of a
+/// browser (RFC 6455 section 10.3), which cannot see this process's state.
+#[derive(Debug)]
+struct MaskKeys(u64);
+
+impl MaskKeys {
+    fn new() -> MaskKeys {
+        MaskKeys(u64::from_le_bytes(crate::random()))
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        let mixed = (t >> 64) as u64 ^ t as u64;
+        (mixed as u32).to_le_bytes()
+    }
 }
 
 impl Writer {
@@ -97,7 +124,21 @@ impl Writer {
             return Err(ClientError::Closed);
         }
         self.buf.clear();
-        wharf_proto::encode_frame(&mut self.buf, opcode, payload, Some(crate::random()));
+        wharf_proto::encode_frame(&mut self.buf, opcode, payload, Some(self.masks.next()));
+        self.flush().await
+    }
+
+    /// Encodes several messages and writes them with one `write` (usually one syscall).
+    async fn messages(&mut self, messages: &[Message]) -> Result<(), ClientError> {
+        if self.close_sent {
+            return Err(ClientError::Closed);
+        }
+        self.buf.clear();
+        for message in messages {
+            let opcode = message.opcode();
+            let mask = self.masks.next();
+            wharf_proto::encode_frame(&mut self.buf, opcode, message.as_bytes(), Some(mask));
+        }
         self.flush().await
     }
 
@@ -110,11 +151,14 @@ impl Writer {
         self.buf.clear();
         match code {
             Some(code) => {
-                wharf_proto::encode_close(&mut self.buf, code, reason, Some(crate::random()))
+                wharf_proto::encode_close(&mut self.buf, code, reason, Some(self.masks.next()))
             }
-            None => {
-                wharf_proto::encode_frame(&mut self.buf, OpCode::Close, b"", Some(crate::random()))
-            }
+            None => wharf_proto::encode_frame(
+                &mut self.buf,
+                OpCode::Close,
+                b"",
+                Some(self.masks.next()),
+            ),
         }
         self.flush().await
     }
@@ -142,15 +186,28 @@ impl ClientSender {
     /// Sends a text or binary message. Fails with [`ClientError::Closed`] after a close frame
     /// was sent (by either half).
     pub async fn send(&self, message: Message) -> Result<(), ClientError> {
-        let opcode = match message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
         self.writer
             .lock()
             .await
-            .frame(opcode, message.as_bytes())
+            .frame(message.opcode(), message.as_bytes())
             .await
+    }
+
+    /// Sends several messages, in order, with one write: one syscall instead of one per
+    /// message (what a pipelining client wants). Fails like [`send`](Self::send).
+    ///
+    /// ```no_run
+    /// use wharf_client::{ClientConfig, Message, connect};
+    ///
+    /// # async fn demo() -> Result<(), wharf_client::ClientError> {
+    /// let client = connect("ws://127.0.0.1:9502/echo", &ClientConfig::default()).await?;
+    /// let (sender, _receiver) = client.split();
+    /// sender.send_batch(&[Message::from("one"), Message::from("two")]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_batch(&self, messages: &[Message]) -> Result<(), ClientError> {
+        self.writer.lock().await.messages(messages).await
     }
 
     /// Sends a ping with up to 125 bytes of data; the pong arrives as [`Event::Pong`].
@@ -183,7 +240,7 @@ impl ClientSender {
 /// except while it is writing an automatic pong or close reply.
 #[derive(Debug)]
 pub struct ClientReceiver {
-    io: OwnedReadHalf,
+    io: ReadHalf,
     writer: Arc<Mutex<Writer>>,
     decoder: Decoder,
     buf: Vec<u8>,
@@ -310,12 +367,13 @@ pub struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(stream: TcpStream, handshake: Handshake, config: &ClientConfig) -> Client {
+    pub(crate) fn new(stream: Stream, handshake: Handshake, config: &ClientConfig) -> Client {
         let (read, write) = stream.into_split();
         let writer = Arc::new(Mutex::new(Writer {
             io: write,
             close_sent: false,
             buf: Vec::new(),
+            masks: MaskKeys::new(),
         }));
         let decoder = Decoder::new(
             DecoderConfig::new(Role::Client)
@@ -394,6 +452,11 @@ impl Client {
         Ok(reply)
     }
 
+    /// The receiving half, for loops that only read (the bench's echo timing).
+    pub(crate) fn receiver_mut(&mut self) -> &mut ClientReceiver {
+        &mut self.receiver
+    }
+
     /// Splits into a sender (clonable) and a receiver, to use from different tasks.
     ///
     /// ```no_run
@@ -409,5 +472,20 @@ impl Client {
     /// ```
     pub fn split(self) -> (ClientSender, ClientReceiver) {
         (self.sender, self.receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keys_vary() {
+        let mut keys = MaskKeys(0);
+        let drawn: std::collections::HashSet<[u8; 4]> = (0..1000).map(|_| keys.next()).collect();
+        assert_eq!(drawn.len(), 1000);
+        let mut a = MaskKeys::new();
+        let mut b = MaskKeys::new();
+        assert_ne!((a.next(), a.next()), (b.next(), b.next()));
     }
 }

@@ -35,6 +35,17 @@ pub enum ClientError {
     /// The URL could not be used (bad syntax, unsupported scheme, no host).
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// The server's certificate was rejected (unknown issuer, wrong name, expired). For a
+    /// private CA pass it with [`ClientConfig::ca_file`](crate::ClientConfig::ca_file); when
+    /// the certificate names another host than the URL, use
+    /// [`ClientConfig::server_name`](crate::ClientConfig::server_name). Do not retry as is.
+    #[error("TLS certificate rejected: {0}")]
+    Certificate(String),
+    /// The TLS handshake failed for another reason (no common protocol version or cipher, the
+    /// peer does not speak TLS), or the TLS options could not be used (unreadable CA file,
+    /// invalid server name). Check the URL's scheme and the options; retrying will not help.
+    #[error("TLS error: {0}")]
+    Tls(String),
     /// The connection is already closed.
     #[error("connection closed")]
     Closed,
@@ -44,6 +55,11 @@ impl ClientError {
     /// Whether the server refused the handshake.
     pub fn is_refused(&self) -> bool {
         matches!(self, Self::Refused { .. })
+    }
+
+    /// Whether TLS failed: [`ClientError::Certificate`] or [`ClientError::Tls`].
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Certificate(_) | Self::Tls(_))
     }
 
     /// The HTTP status of a refused handshake.

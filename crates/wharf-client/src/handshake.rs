@@ -1,7 +1,6 @@
 //! The client side of the opening handshake (RFC 6455 section 4.1).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::url::Target;
 use crate::{ClientConfig, ClientError};
@@ -20,16 +19,16 @@ pub(crate) struct Handshake {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Connects and upgrades.
-pub(crate) async fn open(
+/// Upgrades a connected stream (TCP or TLS).
+pub(crate) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     target: &Target,
     config: &ClientConfig,
-) -> Result<(TcpStream, Handshake), ClientError> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
-    stream.set_nodelay(true)?;
+) -> Result<Handshake, ClientError> {
     let key = wharf_proto::generate_key(crate::random());
     let request = request(target, config, &key)?;
     stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
 
     let mut buf = Vec::with_capacity(1024);
     let (status, head_len, protocol, content_length) = loop {
@@ -58,10 +57,10 @@ pub(crate) async fn open(
     };
     let leftover = buf.split_off(head_len);
     if status != 101 {
-        let body = read_body(&mut stream, leftover, content_length).await;
+        let body = read_body(stream, leftover, content_length).await;
         return Err(ClientError::Refused { status, body });
     }
-    Ok((stream, Handshake { protocol, leftover }))
+    Ok(Handshake { protocol, leftover })
 }
 
 fn request(target: &Target, config: &ClientConfig, key: &str) -> Result<String, ClientError> {
@@ -134,7 +133,11 @@ fn check_response(
 }
 
 /// Reads a refusal body: `Content-Length` bytes, or until EOF; bounded in size and time.
-async fn read_body(stream: &mut TcpStream, mut body: Vec<u8>, len: Option<usize>) -> String {
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut body: Vec<u8>,
+    len: Option<usize>,
+) -> String {
     let want = len.unwrap_or(MAX_BODY).min(MAX_BODY);
     let read = async {
         while body.len() < want {

@@ -1,10 +1,10 @@
-//! A WebSocket client for `ws://` URLs, built on the workspace's RFC 6455 codec
+//! A WebSocket client for `ws://` and `wss://` URLs (rustls), built on the workspace's RFC 6455 codec
 //! ([`wharf_proto`]): [`connect`] performs the opening handshake and returns a
 //! [`Client`] that sends [`Message`]s, receives [`Event`]s (pings are answered
 //! automatically), closes with a bounded wait for the server's reply and can be
 //! [`split`](Client::split) into halves for two tasks. [`Reconnecting`] adds
-//! exponential backoff with jitter and a hook run after every (re)connect, and
-//! [`cli`] is the `wharf client` command line.
+//! exponential backoff with jitter and a hook run after every (re)connect, [`cli`] is the
+//! `wharf client` command line and [`bench`] the `wharf bench` load generator.
 //!
 //! ```no_run
 //! use wharf_client::{ClientConfig, Event, Message, connect};
@@ -19,18 +19,46 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `wss://` verifies the server against Mozilla's roots (built in), or only against the CAs
+//! of a PEM file; the name checked can differ from the URL's host:
+//!
+//! ```no_run
+//! use wharf_client::{ClientConfig, ClientError, connect};
+//!
+//! # async fn demo() -> Result<(), ClientError> {
+//! let config = ClientConfig::default()
+//!     .with_ca_file("ca.pem")
+//!     .with_server_name("wharf.internal");
+//! match connect("wss://10.0.0.5:9443/echo", &config).await {
+//!     Ok(client) => drop(client),
+//!     Err(ClientError::Certificate(why)) => eprintln!("not trusted: {why}"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! `url` (parsing `ws://`/`wss://`), `transport` (TCP or rustls, as one enum), `handshake`
+//! (the HTTP upgrade), `client` ([`Client`] and its halves), `error` ([`ClientError`]),
+//! `reconnect` ([`Reconnecting`]), [`cli`] (`wharf client`), [`bench`] (`wharf bench`).
 
+pub mod bench;
 pub mod cli;
 mod client;
 mod error;
 mod handshake;
 mod reconnect;
+mod transport;
 mod url;
 
 pub use client::{Client, ClientReceiver, ClientSender, Event, Message};
 pub use error::ClientError;
 pub use reconnect::{HookFuture, OnConnect, Reconnecting, backoff};
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options for [`connect`]. Build it with [`ClientConfig::default`] and the `with_*` methods
@@ -61,6 +89,15 @@ pub struct ClientConfig {
     pub max_message_size: usize,
     /// How long [`Client::close`] waits for the server's close frame (default 5 s).
     pub close_timeout: Duration,
+    /// `wss://` only: a PEM file of CA certificates to trust *instead of* the built-in
+    /// Mozilla roots, e.g. a private or test CA (default none: the built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// `wss://` only: the name sent as SNI and checked against the server's certificate,
+    /// instead of the URL's host; for a server reached by IP address or through a tunnel
+    /// (default none: the URL's host). The `Host` header still carries the URL's host.
+    pub server_name: Option<String>,
+    /// The rustls configuration built from `ca_file`, shared by clones.
+    tls: transport::TlsCache,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +108,9 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             max_message_size: 64 << 20,
             close_timeout: Duration::from_secs(5),
+            ca_file: None,
+            server_name: None,
+            tls: transport::TlsCache::default(),
         }
     }
 }
@@ -105,12 +145,38 @@ impl ClientConfig {
         self.close_timeout = timeout;
         self
     }
+
+    /// Trusts only the CA certificates in this PEM file for `wss://` (instead of the
+    /// built-in roots). The file is read at the first `wss://` connect; an unreadable file
+    /// or one without certificates fails that connect with [`ClientError::Tls`].
+    ///
+    /// ```
+    /// use wharf_client::ClientConfig;
+    ///
+    /// let config = ClientConfig::default()
+    ///     .with_ca_file("tests/certs/ca.pem")
+    ///     .with_server_name("wharf.test");
+    /// assert_eq!(config.server_name.as_deref(), Some("wharf.test"));
+    /// ```
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sends this TLS server name (SNI) and verifies the certificate against it, instead of
+    /// the URL's host.
+    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
 }
 
-/// Connects to `url` (`ws://host[:port][/path][?query]`) and performs the opening handshake.
+/// Connects to `url` (`ws://` or `wss://`, `host[:port][/path][?query]`) and performs the
+/// opening handshake (after the TLS handshake for `wss://`).
 ///
 /// A non-101 answer is [`ClientError::Refused`] with the status and the body; an
-/// unreachable host is [`ClientError::Network`]; the whole attempt is bounded by
+/// unreachable host is [`ClientError::Network`]; a certificate that does not verify is
+/// [`ClientError::Certificate`]; the whole attempt is bounded by
 /// [`ClientConfig::connect_timeout`] ([`ClientError::Timeout`]).
 ///
 /// ```no_run
@@ -126,10 +192,14 @@ impl ClientConfig {
 /// ```
 pub async fn connect(url: &str, config: &ClientConfig) -> Result<Client, ClientError> {
     let target = url::Target::parse(url)?;
-    let (stream, handshake) =
-        tokio::time::timeout(config.connect_timeout, handshake::open(&target, config))
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+    let open = async {
+        let mut stream = transport::connect(&target, config).await?;
+        let handshake = handshake::open(&mut stream, &target, config).await?;
+        Ok::<_, ClientError>((stream, handshake))
+    };
+    let (stream, handshake) = tokio::time::timeout(config.connect_timeout, open)
+        .await
+        .map_err(|_| ClientError::Timeout)??;
     Ok(Client::new(stream, handshake, config))
 }
 

@@ -1,4 +1,4 @@
-//! Parsing `ws://` URLs into what the handshake needs.
+//! Parsing `ws://` and `wss://` URLs into what the connection and the handshake need.
 
 use crate::ClientError;
 
@@ -12,19 +12,19 @@ pub(crate) struct Target {
     pub(crate) authority: String,
     /// Path and query, at least `/`.
     pub(crate) resource: String,
+    /// `wss://`: TLS over the TCP connection.
+    pub(crate) tls: bool,
 }
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
         let bad = |why: &str| ClientError::InvalidUrl(format!("{url}: {why}"));
         let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-        let default_port = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("ws") => 80,
-            Some(s) if s.eq_ignore_ascii_case("wss") => {
-                return Err(bad("wss:// (TLS) is not supported by this build"));
-            }
-            Some(_) => return Err(bad("the scheme must be ws://")),
-            None => return Err(bad("missing ws:// scheme")),
+        let (default_port, tls) = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("ws") => (80, false),
+            Some(s) if s.eq_ignore_ascii_case("wss") => (443, true),
+            Some(_) => return Err(bad("the scheme must be ws:// or wss://")),
+            None => return Err(bad("missing ws:// or wss:// scheme")),
         };
         let host = uri
             .host()
@@ -57,6 +57,7 @@ impl Target {
             port,
             authority,
             resource,
+            tls,
         })
     }
 }
@@ -72,6 +73,14 @@ mod tests {
         assert_eq!(t.port, 9502);
         assert_eq!(t.authority, "127.0.0.1:9502");
         assert_eq!(t.resource, "/echo?x=1");
+        assert!(!t.tls);
+        let t = Target::parse("wss://example.com/s")?;
+        assert_eq!(
+            (t.port, t.tls, t.authority.as_str()),
+            (443, true, "example.com")
+        );
+        let t = Target::parse("WSS://example.com:8443")?;
+        assert_eq!((t.port, t.authority.as_str()), (8443, "example.com:8443"));
         let t = Target::parse("ws://example.com")?;
         assert_eq!((t.port, t.resource.as_str()), (80, "/"));
         assert_eq!(t.authority, "example.com");
@@ -85,7 +94,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for url in ["http://x/", "wss://x/", "x/y", "ws://", "ws://x/#f", ""] {
+        for url in ["http://x/", "https://x/", "x/y", "ws://", "ws://x/#f", ""] {
             assert!(
                 matches!(Target::parse(url), Err(ClientError::InvalidUrl(_))),
                 "{url}"

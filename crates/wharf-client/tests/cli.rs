@@ -7,16 +7,18 @@ mod common;
 use std::process::ExitCode;
 
 use common::{TestResult, Wharf, bounded};
-use wharf_client::cli::{ClientArgs, run};
+use wharf_client::cli::{ClientArgs, ConnectionArgs, run};
 
 fn args(url: String) -> ClientArgs {
     ClientArgs {
-        url,
+        connection: ConnectionArgs {
+            url,
+            timeout: 5.0,
+            ..ConnectionArgs::default()
+        },
         send: vec!["hello".into()],
         expect: Some(1),
         json: true,
-        timeout: 5.0,
-        ..ClientArgs::default()
     }
 }
 
@@ -42,7 +44,7 @@ async fn refused_exits_three() -> TestResult {
 async fn usage_and_network_errors() -> TestResult {
     let server = Wharf::start(0).await?;
     let mut bad_header = args(server.url("/echo"));
-    bad_header.headers = vec!["no colon".into()];
+    bad_header.connection.headers = vec!["no colon".into()];
     assert_eq!(bounded(run(bad_header)).await, ExitCode::from(2));
     let bad_url = args("http://127.0.0.1/".into());
     assert_eq!(bounded(run(bad_url)).await, ExitCode::from(2));

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod python;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
