@@ -31,6 +31,15 @@ pub enum Error {
     /// not set). Start it or fix `cluster.backplane`.
     #[error("{0}")]
     Backplane(String),
+    /// A server's TLS certificate or key cannot be used (missing, unreadable, not PEM, not
+    /// matching). Fix the files `tls` names.
+    #[error("server `{server}`: TLS: {message}")]
+    Tls {
+        /// The server's name.
+        server: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An I/O error while serving.
     #[error(transparent)]
     Io(#[from] io::Error),

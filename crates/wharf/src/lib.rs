@@ -67,7 +67,7 @@ pub use close_code::CloseCode;
 pub use cluster::{Member, Scope};
 pub use config::{
     ClusterConfig, Config, ConfigError, Heartbeat, Limits, RoomsConfig, RouteConfig, ServerConfig,
-    ServerKind,
+    ServerKind, TlsConfig,
 };
 pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError, UserId};
 pub use error::{Error, HandlerError, SendError};

@@ -21,8 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::serve::ListenerExt as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::cluster::{Backplane, Cluster};
@@ -36,6 +39,7 @@ use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
 mod http_server;
+mod tls;
 mod upgrade;
 
 /// The entry point: build a [`ServerBuilder`] from a [`Config`].
@@ -163,7 +167,12 @@ impl ServerBuilder {
             let kind = match server.kind {
                 ServerKind::Websocket => {
                     let router = self.take_router(server)?;
+                    let tls = match &server.tls {
+                        Some(config) => Some(tls::acceptor(&server.name, config)?),
+                        None => None,
+                    };
                     let shared = ServerShared {
+                        tls,
                         name: server.name.as_str().into(),
                         limits: server.limits.clone(),
                         heartbeat: server.heartbeat.clone(),
@@ -179,7 +188,14 @@ impl ServerBuilder {
                 ServerKind::Http => {
                     let routes = self.take_http(&server.name);
                     let sender = self.sender.clone();
-                    Listener::Http(http_server::router(routes, sender, started))
+                    let tls = match &server.tls {
+                        Some(config) => Some((
+                            tls::acceptor(&server.name, config)?,
+                            server.limits.handshake_timeout,
+                        )),
+                        None => None,
+                    };
+                    Listener::Http(http_server::router(routes, sender, started), tls)
                 }
             };
             listeners.push((server.name.clone(), local, listener, kind));
@@ -248,7 +264,7 @@ impl ServerBuilder {
 
 enum Listener {
     Websocket(Arc<ServerShared>),
-    Http(axum::Router),
+    Http(axum::Router, Option<(TlsAcceptor, Duration)>),
 }
 
 /// Servers bound to their ports, ready to [`serve`](BoundServer::serve).
@@ -283,7 +299,13 @@ impl BoundServer {
             let stop = self.shutdown_tx.subscribe();
             let task = match kind {
                 Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
-                Listener::Http(router) => tokio::spawn(http_server::serve(listener, router, stop)),
+                Listener::Http(router, None) => {
+                    tokio::spawn(http_server::serve(listener, router, stop))
+                }
+                Listener::Http(router, Some((acceptor, timeout))) => {
+                    let listener = tls::TlsListener::new(listener, acceptor, timeout);
+                    tokio::spawn(http_server::serve(listener.tap_io(|_| {}), router, stop))
+                }
             };
             servers.push(task);
         }
@@ -314,6 +336,8 @@ impl BoundServer {
 
 /// What every connection of one WebSocket server shares.
 pub(crate) struct ServerShared {
+    /// The TLS acceptor when the server serves `wss`.
+    pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) name: Arc<str>,
     pub(crate) limits: Limits,
     pub(crate) heartbeat: Heartbeat,
@@ -362,8 +386,25 @@ async fn accept_loop(
     }
 }
 
-async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, peer: SocketAddr) {
+async fn handle_connection(shared: Arc<ServerShared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    match &shared.tls {
+        None => serve_connection(shared, stream, peer).await,
+        Some(acceptor) => {
+            let timeout = shared.limits.handshake_timeout;
+            match tls::handshake(acceptor, stream, peer, timeout).await {
+                Some(tls) => serve_connection(shared, tls, peer).await,
+                None => shared.sender.counters().rejected("tls_handshake"),
+            }
+        }
+    }
+}
+
+/// Runs the WebSocket handshake and then the connection, over plain TCP or TLS.
+async fn serve_connection<S>(shared: Arc<ServerShared>, mut stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
     let Some(accepted) = Box::pin(upgrade::handshake(&shared, &mut stream, peer)).await else {

@@ -129,6 +129,42 @@ pub struct ServerConfig {
     /// Routes mounted from the config file, by handler name (such as `echo`). Default: none.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Serve `https` / `wss` with this certificate and key. Default: none (plain TCP).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `tls = { cert = "cert.pem", key = "key.pem" }`: PEM files, the certificate chain (leaf
+/// first) and its private key (PKCS#8, PKCS#1 or SEC1). Served with rustls, TLS 1.2 and 1.3.
+///
+/// ```
+/// let config = wharf::Config::from_toml_str(r#"
+///     [[server]]
+///     name = "ws"
+///     kind = "websocket"
+///     port = 443
+///     tls = { cert = "/etc/wharf/cert.pem", key = "/etc/wharf/key.pem" }
+/// "#).unwrap();
+/// assert!(config.servers[0].tls.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// A certificate chain file and a key file.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+        }
+    }
 }
 
 /// A route declared in the config file.
@@ -256,7 +292,14 @@ impl ServerConfig {
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),
             routes: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Serves this server over TLS.
+    pub fn with_tls(mut self, tls: TlsConfig) -> ServerConfig {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets the bind host.
@@ -335,6 +378,7 @@ impl Config {
     /// | `WHARF_<NAME>_PORT` | `port` of that server |
     /// | `WHARF_<NAME>_MAX_CONNECTIONS` | its `limits.max_connections` |
     /// | `WHARF_<NAME>_MAX_MESSAGE_SIZE` | its `limits.max_message_size` |
+    /// | `WHARF_<NAME>_TLS_CERT`, `WHARF_<NAME>_TLS_KEY` | its `tls` (both or neither) |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
@@ -390,6 +434,16 @@ impl Config {
                 server.limits.max_connections = v
                     .parse()
                     .map_err(|_| bad(&name("MAX_CONNECTIONS"), format!("`{v}` is not a number")))?;
+            }
+            match (var(&name("TLS_CERT")), var(&name("TLS_KEY"))) {
+                (Some(cert), Some(key)) => server.tls = Some(TlsConfig::new(cert, key)),
+                (None, None) => {}
+                _ => {
+                    return Err(bad(
+                        &name("TLS_CERT"),
+                        format!("set both {} and {}", name("TLS_CERT"), name("TLS_KEY")),
+                    ));
+                }
             }
             if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
                 server.limits.max_message_size =

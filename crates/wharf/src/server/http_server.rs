@@ -8,7 +8,6 @@ use axum::Json;
 use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::error;
 
@@ -54,11 +53,12 @@ async fn not_found(uri: Uri) -> impl IntoResponse {
         .map(axum::body::Body::from)
 }
 
-pub(super) async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(super) async fn serve<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         let _ = stop.changed().await;

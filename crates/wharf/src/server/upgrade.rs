@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Extensions, Response, StatusCode, header};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tracing::{debug, error};
 
@@ -60,9 +60,9 @@ pub(crate) struct Accepted<'r> {
 
 /// Runs the handshake. `None` when the connection was refused or dropped (already answered
 /// and logged).
-pub(crate) async fn handshake<'r>(
+pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
     shared: &'r Arc<ServerShared>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     peer: SocketAddr,
 ) -> Option<Accepted<'r>> {
     let limits = &shared.limits;
@@ -186,7 +186,12 @@ fn reason(response: &HandshakeResponse) -> String {
 
 /// Sends a refusal and closes. The read side is drained briefly after the write side is
 /// shut, so the client reads the response instead of a TCP reset.
-async fn refuse(stream: &mut TcpStream, response: HandshakeResponse, peer: SocketAddr, path: &str) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: HandshakeResponse,
+    peer: SocketAddr,
+    path: &str,
+) {
     debug!(%peer, path, status = response.status().as_u16(), "handshake refused");
     let mut out = Vec::with_capacity(256 + response.body().len());
     write_response(&mut out, &response);
