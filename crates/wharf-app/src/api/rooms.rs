@@ -53,12 +53,7 @@ pub(crate) async fn join(
     State(state): State<Arc<ApiState>>,
     Path((room, conn)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_room(&room)?;
-    let id = parse_conn(&conn)?;
-    state.sender.join(id, &room).map_err(send_error)?;
-    Ok(Json(
-        serde_json::json!({ "room": room, "conn": id, "joined": true }),
-    ))
+    membership(&state, &room, &conn, true)
 }
 
 /// Removes a connection (on any node) from a room: `{"room","conn","joined":false}`.
@@ -67,10 +62,24 @@ pub(crate) async fn leave(
     State(state): State<Arc<ApiState>>,
     Path((room, conn)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_room(&room)?;
-    let id = parse_conn(&conn)?;
-    state.sender.leave(id, &room).map_err(send_error)?;
+    membership(&state, &room, &conn, false)
+}
+
+fn membership(
+    state: &ApiState,
+    room: &str,
+    conn: &str,
+    joined: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_room(room)?;
+    let id = parse_conn(conn)?;
+    let result = if joined {
+        state.sender.join(id, room)
+    } else {
+        state.sender.leave(id, room)
+    };
+    result.map_err(send_error)?;
     Ok(Json(
-        serde_json::json!({ "room": room, "conn": id, "joined": false }),
+        serde_json::json!({ "room": room, "conn": id, "joined": joined }),
     ))
 }
