@@ -139,6 +139,10 @@ impl Cluster {
             }
             Err(e) => return Err(unreachable(engine, url, &e)),
         };
+        if let Some((link, _)) = &initial {
+            // Connected before `bind` returns: nothing published right after it is dropped.
+            cluster.set_link(Some(link.clone()));
+        }
         info!(%engine, node, "cluster node starting");
         let tasks = vec![
             tokio::spawn(cluster.clone().supervise(initial, node, sender.clone())),
