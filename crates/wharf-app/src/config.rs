@@ -12,7 +12,7 @@
 //!     None,
 //! ).unwrap();
 //! assert!(config.auth.query_token);
-//! assert_eq!(config.auth.routes, ["/wss/demo"]);
+//! assert_eq!(config.auth.routes, ["/wss/demo", "/wss/rooms/{room}"]);
 //! ```
 
 use std::fmt;
@@ -35,7 +35,7 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// The seed's whitelist: the guarded WebSocket routes that may be opened at all
     /// (route patterns or exact paths); any other guarded route answers 403.
-    /// Default: `["/wss/demo"]`.
+    /// Default: `["/wss/demo", "/wss/rooms/{room}"]`.
     pub routes: Vec<String>,
     /// Accept the token in a `token` query parameter. Default: `false`, because query
     /// strings end up in access logs, proxy logs and browser history.

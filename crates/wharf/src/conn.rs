@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use http::Extensions;
 use serde::{Serialize, Serializer};
 
+use crate::metrics::RouteCounters;
 use crate::outbox::{Outbox, PushError};
 use crate::{CloseCode, Message, SendError, Sender};
 
@@ -115,6 +116,7 @@ pub(crate) struct ConnShared {
     pub(crate) rooms: Mutex<Option<Vec<Arc<str>>>>,
     pub(crate) outbox: Outbox,
     pub(crate) sender: Sender,
+    pub(crate) counters: Arc<RouteCounters>,
 }
 
 /// The user a connection belongs to. Handshake middleware that authenticates a request
@@ -257,14 +259,28 @@ impl Conn {
     /// Queues a message to this connection.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
         let message = message.into();
-        let result = self
-            .0
-            .outbox
-            .push_frame(message.opcode(), message.as_bytes());
+        let payload = message.as_bytes();
+        let result = self.0.outbox.push_frame(message.opcode(), payload);
+        self.count_push(&result, payload.len() + header_len(payload.len()));
         result.map_err(|e| match e {
             PushError::Closed => SendError::Closed(self.0.id),
             PushError::Full => SendError::QueueFull(self.0.id),
         })
+    }
+
+    /// Queues an already encoded data frame; false when it was dropped.
+    pub(crate) fn queue_encoded(&self, frame: &[u8]) -> bool {
+        let result = self.0.outbox.push_encoded(frame);
+        self.count_push(&result, frame.len());
+        result.is_ok()
+    }
+
+    fn count_push(&self, result: &Result<(), PushError>, len: usize) {
+        match result {
+            Ok(()) => self.0.counters.queued(len),
+            Err(PushError::Full) => self.0.sender.counters().dropped("queue_full"),
+            Err(PushError::Closed) => self.0.sender.counters().dropped("closed"),
+        }
     }
 
     /// Starts a close handshake with `code` and `reason` (cut to 123 bytes on a character
@@ -308,6 +324,15 @@ impl fmt::Debug for Conn {
             .field("route", &self.0.route)
             .field("peer", &self.0.peer)
             .finish()
+    }
+}
+
+/// The length of an unmasked frame header for a payload of `len` bytes.
+fn header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
     }
 }
 

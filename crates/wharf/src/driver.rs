@@ -215,6 +215,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     break;
                 }
             };
+            if message.is_data() {
+                self.conn.0.counters.received(message.len());
+            }
             let future = CatchUnwind(self.handler.on_message(&self.conn, message));
             if let Err(failure) = self.call(future).await {
                 end = Some(failure);

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::cluster::{Cluster, ClusterStats, Command, Member, NodePresence, Scope};
 use crate::conn::{Conn, ConnId, ConnInfo};
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::registry::Registry;
 use crate::{CloseCode, Message, SendError};
 
@@ -37,6 +38,7 @@ pub(crate) struct Hub {
     registry: Registry,
     presence_events: bool,
     cluster: OnceLock<Arc<Cluster>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Sender {
@@ -55,12 +57,31 @@ impl Sender {
                 registry: Registry::new(node),
                 presence_events,
                 cluster: OnceLock::new(),
+                metrics: Metrics::default(),
             }),
         }
     }
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.hub.registry
+    }
+
+    pub(crate) fn counters(&self) -> &Metrics {
+        &self.hub.metrics
+    }
+
+    /// Every counter of this node: connections, handshakes, messages, bytes, closes, drops,
+    /// per route. `GET /metrics` on the http servers serves the same in Prometheus' format.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut snapshot = self.hub.metrics.snapshot();
+        snapshot.queued_bytes = self
+            .hub
+            .registry
+            .snapshot(|_| true)
+            .iter()
+            .map(|c| c.queued_bytes() as u64)
+            .sum();
+        snapshot
     }
 
     pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
@@ -353,6 +374,7 @@ impl Sender {
 
     /// A connection closed: forget it everywhere and tell its rooms.
     pub(crate) fn closed(&self, conn: &Conn) {
+        conn.0.counters.closed();
         let rooms = self.hub.registry.remove(conn);
         for room in &rooms {
             self.presence_changed(conn, room, "leave");
@@ -365,6 +387,8 @@ impl Sender {
     /// A connection opened.
     pub(crate) fn opened(&self, conn: Conn) {
         let has_user = conn.user().is_some();
+        conn.0.counters.opened();
+        self.hub.metrics.accepted();
         self.hub.registry.insert(conn);
         if has_user {
             self.mark_dirty();
@@ -475,6 +499,6 @@ fn deliver(conns: &[Conn], message: &Message, except: Option<ConnId>) -> usize {
     conns
         .iter()
         .filter(|conn| Some(conn.id()) != except)
-        .filter(|conn| conn.0.outbox.push_encoded(&frame).is_ok())
+        .filter(|conn| conn.queue_encoded(&frame))
         .count()
 }

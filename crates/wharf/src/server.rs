@@ -379,6 +379,7 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
         slot,
     } = accepted;
     let user = data.get::<UserId>().map(|u| Arc::<str>::from(u.0.as_str()));
+    let counters = shared.sender.counters().route(&shared.name, &route.pattern);
     let conn = Conn(Arc::new(ConnShared {
         id: shared.sender.registry().next_id(),
         server: shared.name.clone(),
@@ -397,6 +398,7 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
         rooms: std::sync::Mutex::new(Some(Vec::new())),
         outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size),
         sender: shared.sender.clone(),
+        counters,
     }));
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
@@ -410,6 +412,10 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
     );
     let event = driver.run(leftover, request, shared.shutdown.clone()).await;
     log_closed(&conn, &event);
+    shared
+        .sender
+        .counters()
+        .closed(event.code.as_u16(), event.initiator);
     drop(slot);
 }
 

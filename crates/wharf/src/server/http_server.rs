@@ -1,4 +1,5 @@
-//! The `http` kind of server: the application's axum routes, `/health`, and a JSON 404.
+//! The `http` kind of server: the application's axum routes, `/health`, `/metrics`
+//! (Prometheus) and a JSON 404.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use crate::Sender;
 use crate::rejection::Rejection;
 
 pub(super) fn router(app: axum::Router, sender: Sender, started: Instant) -> axum::Router {
+    let metrics_sender = sender.clone();
     let health = move || {
         let sender = sender.clone();
         async move {
@@ -26,7 +28,24 @@ pub(super) fn router(app: axum::Router, sender: Sender, started: Instant) -> axu
             }))
         }
     };
-    app.route("/health", get(health)).fallback(not_found)
+    let metrics = move || {
+        let sender = metrics_sender.clone();
+        async move {
+            let text = sender
+                .metrics()
+                .to_prometheus(sender.cluster_stats().as_ref());
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+        }
+    };
+    app.route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {

@@ -70,6 +70,7 @@ pub(crate) async fn handshake<'r>(
     let head = match tokio::time::timeout(limits.handshake_timeout, read).await {
         Err(_) => {
             debug!(%peer, "handshake timed out; dropping the connection");
+            shared.sender.counters().rejected("timeout");
             return None;
         }
         Ok(Err(e)) => {
@@ -77,7 +78,9 @@ pub(crate) async fn handshake<'r>(
             return None;
         }
         Ok(Ok(Err(rejection))) => {
-            refuse(stream, shared.error_handler.rejection(rejection), peer, "").await;
+            let response = shared.error_handler.rejection(rejection);
+            shared.sender.counters().rejected(&reason(&response));
+            refuse(stream, response, peer, "").await;
             return None;
         }
         Ok(Ok(Ok(head))) => head,
@@ -98,6 +101,7 @@ pub(crate) async fn handshake<'r>(
             Some(accepted.0)
         }
         Err(response) => {
+            shared.sender.counters().rejected(&reason(&response));
             refuse(stream, response, peer, &path).await;
             None
         }
@@ -170,6 +174,14 @@ async fn decide<'r>(
         slot,
     };
     Ok((accepted, accept, headers))
+}
+
+/// Why a handshake was refused, for the metrics: the `error` of its JSON body, else its status.
+fn reason(response: &HandshakeResponse) -> String {
+    serde_json::from_str::<serde_json::Value>(response.body())
+        .ok()
+        .and_then(|json| json.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("status_{}", response.status().as_u16()))
 }
 
 /// Sends a refusal and closes. The read side is drained briefly after the write side is

@@ -1,0 +1,345 @@
+//! Counters of what the servers do: connections per route, handshakes accepted and refused by
+//! reason, messages and bytes in and out, closes by code and side, messages dropped by
+//! reason. Read them with [`Sender::metrics`](crate::Sender::metrics) or scrape them in the
+//! Prometheus text format at `GET /metrics` on every `http` server.
+//!
+//! The hot path only touches atomics of the connection's own route (shared by its
+//! connections, not by the process); the maps keyed by reason or code are behind a lock taken
+//! once per handshake refusal, close or drop.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::handler::Initiator;
+
+/// The counters of one route of one server.
+#[derive(Default)]
+pub(crate) struct RouteCounters {
+    open: AtomicI64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl RouteCounters {
+    /// A text or binary message of `len` payload bytes arrived.
+    pub(crate) fn received(&self, len: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// A data frame of `len` bytes (header included) was queued to a connection.
+    pub(crate) fn queued(&self, len: usize) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Every counter of the process.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    routes: Mutex<BTreeMap<(String, String), Arc<RouteCounters>>>,
+    handshakes_accepted: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    closes: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    /// The counters of `route` on `server`, created on first use.
+    pub(crate) fn route(&self, server: &str, route: &str) -> Arc<RouteCounters> {
+        lock(&self.routes)
+            .entry((server.to_owned(), route.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn accepted(&self) {
+        self.handshakes_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handshake was refused (or abandoned) for `reason`, such as `route_not_found`.
+    pub(crate) fn rejected(&self, reason: &str) {
+        *lock(&self.rejected).entry(reason.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn closed(&self, code: u16, initiator: Initiator) {
+        *lock(&self.closes)
+            .entry((code, initiator.as_str()))
+            .or_default() += 1;
+    }
+
+    /// A message was not queued: `queue_full` (slow consumer) or `closed` (closing).
+    pub(crate) fn dropped(&self, reason: &'static str) {
+        *lock(&self.dropped).entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let routes: Vec<RouteMetrics> = lock(&self.routes)
+            .iter()
+            .map(|((server, route), c)| RouteMetrics {
+                server: server.clone(),
+                route: route.clone(),
+                open: c.open.load(Ordering::Relaxed).max(0) as u64,
+                messages_in: c.messages_in.load(Ordering::Relaxed),
+                messages_out: c.messages_out.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        let sum = |f: fn(&RouteMetrics) -> u64| routes.iter().map(f).sum::<u64>();
+        MetricsSnapshot {
+            connections: sum(|r| r.open),
+            messages_in: sum(|r| r.messages_in),
+            messages_out: sum(|r| r.messages_out),
+            bytes_in: sum(|r| r.bytes_in),
+            bytes_out: sum(|r| r.bytes_out),
+            handshakes_accepted: self.handshakes_accepted.load(Ordering::Relaxed),
+            handshakes_rejected: lock(&self.rejected).clone(),
+            closes: lock(&self.closes)
+                .iter()
+                .map(|(&(code, side), &count)| CloseCount { code, side, count })
+                .collect(),
+            dropped: lock(&self.dropped)
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            queued_bytes: 0,
+            routes,
+        }
+    }
+}
+
+/// A reading of every counter, as [`Sender::metrics`](crate::Sender::metrics) returns it.
+/// Totals count since the process started.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Open WebSocket connections on this node.
+    pub connections: u64,
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Text and binary messages queued to connections (a room push counts once per member).
+    pub messages_out: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Frame bytes queued to connections.
+    pub bytes_out: u64,
+    /// Handshakes answered with 101.
+    pub handshakes_accepted: u64,
+    /// Handshakes refused, by reason (the JSON `error` of the refusal, or `timeout`,
+    /// `bad_request_head`).
+    pub handshakes_rejected: BTreeMap<String, u64>,
+    /// Connections closed, by code and by side (`client`, `server`, `network`).
+    pub closes: Vec<CloseCount>,
+    /// Messages not queued, by reason (`queue_full`, `closed`).
+    pub dropped: BTreeMap<String, u64>,
+    /// Bytes queued and not yet written, over every open connection.
+    pub queued_bytes: u64,
+    /// The same per route.
+    pub routes: Vec<RouteMetrics>,
+}
+
+/// Closes with one code by one side.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CloseCount {
+    /// The close code.
+    pub code: u16,
+    /// `client`, `server` or `network`.
+    pub side: &'static str,
+    /// How many.
+    pub count: u64,
+}
+
+/// The counters of one route.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RouteMetrics {
+    /// The server's name.
+    pub server: String,
+    /// The route pattern.
+    pub route: String,
+    /// Open connections.
+    pub open: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages queued.
+    pub messages_out: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Frame bytes queued.
+    pub bytes_out: u64,
+}
+
+impl MetricsSnapshot {
+    /// The Prometheus text exposition format (version 0.0.4). `cluster` adds the backplane's
+    /// state and counters.
+    ///
+    /// ```
+    /// # async fn demo(sender: wharf::Sender) {
+    /// let text = sender.metrics().to_prometheus(sender.cluster_stats().as_ref());
+    /// assert!(text.contains("# TYPE wharf_connections gauge"));
+    /// # }
+    /// ```
+    pub fn to_prometheus(&self, cluster: Option<&crate::cluster::ClusterStats>) -> String {
+        let mut out = String::with_capacity(4096);
+        let per_route: [Family; 5] = [
+            (
+                "wharf_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                |r| r.open,
+            ),
+            (
+                "wharf_messages_received_total",
+                "counter",
+                "Text and binary messages received.",
+                |r| r.messages_in,
+            ),
+            (
+                "wharf_messages_sent_total",
+                "counter",
+                "Text and binary messages queued to connections.",
+                |r| r.messages_out,
+            ),
+            (
+                "wharf_received_bytes_total",
+                "counter",
+                "Payload bytes received.",
+                |r| r.bytes_in,
+            ),
+            (
+                "wharf_sent_bytes_total",
+                "counter",
+                "Frame bytes queued to connections.",
+                |r| r.bytes_out,
+            ),
+        ];
+        for (name, kind, help, value) in per_route {
+            header(&mut out, name, kind, help);
+            for r in &self.routes {
+                let (server, route) = (escape(&r.server), escape(&r.route));
+                let _ = writeln!(
+                    out,
+                    "{name}{{server=\"{server}\",route=\"{route}\"}} {}",
+                    value(r)
+                );
+            }
+        }
+        let name = "wharf_handshakes_accepted_total";
+        header(&mut out, name, "counter", "Handshakes answered with 101.");
+        let _ = writeln!(out, "{name} {}", self.handshakes_accepted);
+        let name = "wharf_handshakes_rejected_total";
+        header(&mut out, name, "counter", "Handshakes refused, by reason.");
+        for (reason, n) in &self.handshakes_rejected {
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", escape(reason));
+        }
+        let name = "wharf_closes_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Connections closed, by code and side.",
+        );
+        for c in &self.closes {
+            let _ = writeln!(
+                out,
+                "{name}{{code=\"{}\",side=\"{}\"}} {}",
+                c.code, c.side, c.count
+            );
+        }
+        let name = "wharf_messages_dropped_total";
+        header(&mut out, name, "counter", "Messages not queued, by reason.");
+        for (reason, n) in &self.dropped {
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", escape(reason));
+        }
+        let name = "wharf_queued_bytes";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "Bytes queued to connections and not yet written.",
+        );
+        let _ = writeln!(out, "{name} {}", self.queued_bytes);
+        if let Some(c) = cluster {
+            let name = "wharf_backplane_up";
+            header(
+                &mut out,
+                name,
+                "gauge",
+                "Whether the cluster backplane is connected.",
+            );
+            let up = u8::from(c.state == crate::cluster::BackplaneState::Connected);
+            let _ = writeln!(out, "{name}{{engine=\"{}\"}} {up}", c.engine);
+            for (name, help, value) in [
+                (
+                    "wharf_backplane_published_total",
+                    "Commands published to other nodes.",
+                    c.published,
+                ),
+                (
+                    "wharf_backplane_received_total",
+                    "Commands received from other nodes.",
+                    c.received,
+                ),
+                (
+                    "wharf_backplane_dropped_total",
+                    "Commands dropped: backplane down or queue full.",
+                    c.dropped,
+                ),
+                (
+                    "wharf_backplane_outages_total",
+                    "Times the backplane connection was lost.",
+                    c.outages,
+                ),
+                (
+                    "wharf_backplane_reconnects_total",
+                    "Times it was re-established.",
+                    c.reconnects,
+                ),
+            ] {
+                header(&mut out, name, "counter", help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+        out
+    }
+}
+
+/// A per-route metric family: name, type, help, and the value it reads.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RouteMetrics) -> u64,
+);
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
