@@ -50,8 +50,13 @@ await run('dashboard', async (browser) => {
   const rowText = await row.textContent();
   if (!rowText.includes(account)) throw new Error(`the row does not name ${account}: ${rowText}`);
   await dash.locator('#routes tbody tr', { hasText: '/wss/demo' }).waitFor();
-  // Let the chart collect a few points, then keep a picture for the README.
-  await dash.waitForTimeout(2500);
+  // The background traffic shows as rates, and the refused handshakes by reason.
+  const perSecond = async () => Number(await dash.textContent('#stat-in')) || 0;
+  await until('a message rate', perSecond, (n) => n > 0);
+  await dash.locator('#rejections tbody tr', { hasText: 'token_missing' }).waitFor();
+  // Let the chart collect a few points, then keep a picture for the README
+  // (docs/dashboard.png is taken with WHARF_SCREENSHOT_WAIT_MS=35000).
+  await dash.waitForTimeout(Number(process.env.WHARF_SCREENSHOT_WAIT_MS || 2500));
   await browser.shot(dash, 'dashboard.png');
 
   // Close the demo connection with the button and a reason.
@@ -68,7 +73,7 @@ await run('dashboard', async (browser) => {
 
   // The client side saw the close with the code and the reason.
   await demo.waitForSelector('#demo-status[data-state="closed"]');
-  const closed = await demo.textContent('#demo-status');
+  const closed = await demo.textContent('#demo-log li.close .text');
   if (closed !== `closed 4000 · ${REASON}`) throw new Error(`demo close: ${closed}`);
   await browser.shot(dash, 'dashboard-after-close.png');
   await browser.shot(demo, 'demo-closed-by-admin.png');

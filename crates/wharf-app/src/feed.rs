@@ -6,7 +6,8 @@
 //! Refusals are JSON, decided before the upgrade: 401 `credentials_missing`, 403
 //! `bad_credentials`, 403 `not_admin`.
 //!
-//! Once open, the server pushes a [`Snapshot`] as a text message right away and then every
+//! Once open, the server pushes a [`Snapshot`] (connections, open per route and the core's
+//! [`MetricsSnapshot`](wharf::MetricsSnapshot)) as a text message right away and then every
 //! [`FEED_INTERVAL`]; what the client sends is ignored. A dashboard that does not read
 //! skips snapshots instead of piling them up (its queue is bounded like any other).
 
@@ -62,9 +63,9 @@ pub struct Snapshot {
     pub connections: Vec<ConnEntry>,
     /// Open connections per route, every known route included.
     pub routes: Vec<RouteOpen>,
-    /// The core's counters (totals since start; the page computes rates from deltas), or
-    /// null where the core has none.
-    pub metrics: serde_json::Value,
+    /// The core's counters: totals since start (the page computes rates from deltas),
+    /// handshakes refused by reason, closes, drops, and the same per route.
+    pub metrics: wharf::MetricsSnapshot,
 }
 
 /// Open connections on one route.
@@ -124,7 +125,7 @@ impl Feed {
                     open,
                 })
                 .collect(),
-            metrics: serde_json::Value::Null,
+            metrics: sender.metrics(),
         }
     }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,7 +91,7 @@ async fn api_key_as_subprotocol_gets_snapshots() {
     let token = login(&app, "bob", "correct horse battery").await;
     let auth = format!("Bearer {token}");
     let (_, chat) = handshake(app.ws, "/wss/rooms/lobby", &[("Authorization", &auth)]).await;
-    let _chat = chat.expect("chat open");
+    let mut chat = chat.expect("chat open");
     let next = snapshot(&mut ws).await;
     assert!(next["at_ms"].as_u64() >= first["at_ms"].as_u64());
     assert_eq!(next["count"], 2, "{next}");
@@ -104,6 +104,25 @@ async fn api_key_as_subprotocol_gets_snapshots() {
         .clone();
     assert_eq!(member["account"], "bob");
     assert_eq!(member["rooms"], serde_json::json!(["lobby"]));
+
+    // The core's counters ride along: the dashboard's rates come from their deltas.
+    let metrics = &next["metrics"];
+    assert_eq!(metrics["connections"], 2, "{metrics}");
+    assert!(
+        metrics["handshakes_accepted"].as_u64() >= Some(2),
+        "{metrics}"
+    );
+    let before = metrics["messages_in"].as_u64().expect("messages_in");
+    chat.send(Message::text("hello room")).await.expect("send");
+    let mut moved = false;
+    for _ in 0..5 {
+        let later = snapshot(&mut ws).await;
+        if later["metrics"]["messages_in"].as_u64() == Some(before + 1) {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "messages_in never moved from {before}");
 }
 
 #[tokio::test]

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
 use common::{API_KEY, TestApp, http, start};
 
 const ACCOUNT: &str = "alice";
@@ -58,6 +61,10 @@ async fn run_script(app: &TestApp, script: &str) {
         .env("WHARF_ACCOUNT", ACCOUNT)
         .env("WHARF_PASSWORD", PASSWORD)
         .env("WHARF_ARTIFACTS", artifacts())
+        .env(
+            "WHARF_SCREENSHOT_WAIT_MS",
+            std::env::var("WHARF_SCREENSHOT_WAIT_MS").unwrap_or_else(|_| "2500".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,11 +93,48 @@ async fn demo_page_logs_in_talks_and_is_disconnected_by_nihao() {
     run_script(&app, "demo.mjs").await;
 }
 
+/// Background traffic for the dashboard: three users chatting in two rooms at a varying
+/// pace, and a few refused handshakes. The connections stay open for the whole test, so
+/// the counts the script watches only move with its own tabs.
+async fn background_traffic(app: &TestApp) {
+    for (account, room) in [("bob", "lobby"), ("carol", "lobby"), ("dave", "ops")] {
+        let token = common::login(app, account, PASSWORD).await;
+        let auth = format!("Bearer {token}");
+        let path = format!("/wss/rooms/{room}");
+        let (response, ws) = common::handshake(app.ws, &path, &[("Authorization", &auth)]).await;
+        assert_eq!(response.status, 101, "{}", response.body);
+        let (mut write, mut read) = ws.expect("open").split();
+        // Drain what the room sends, or the server would close a slow consumer.
+        tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} });
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                let text = format!("{account} says {i}");
+                if write.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+                // 2 to 10 messages a second, changing every few seconds.
+                let pause = 100 + (i / 10 % 5) * 100;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        });
+    }
+    for auth in ["", "Bearer not.a.token"] {
+        let headers: &[(&str, &str)] = if auth.is_empty() {
+            &[]
+        } else {
+            &[("Authorization", auth)]
+        };
+        let (response, _) = common::handshake(app.ws, "/wss/demo", headers).await;
+        assert_eq!(response.status, 401, "{}", response.body);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_follows_connections_live_and_closes_one() {
     require_tools();
     let app = start("").await;
     app.store.add(ACCOUNT, PASSWORD).await.expect("add user");
+    background_traffic(&app).await;
     run_script(&app, "dashboard.mjs").await;
     // Only the dashboard's own feed may be left, and it closes with the browser.
     let listing = common::api(app.http, "GET", "/api/connections", "")

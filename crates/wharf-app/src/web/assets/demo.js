@@ -82,8 +82,10 @@ function connectDemo() {
   };
   demo.onclose = (event) => {
     const text = `closed ${describeClose(event)}`;
-    setStatus($('demo-status'), 'closed', text);
-    log(list, event.code === 1000 ? 'event' : 'error', text);
+    // The pill stays short; the log line has the reason, and the pill's tooltip too.
+    setStatus($('demo-status'), 'closed', `closed ${event.code}`);
+    $('demo-status').title = text;
+    log(list, event.code === 1000 ? 'event close' : 'error close', text);
     enable(['demo-disconnect', 'demo-input', 'demo-send'], false);
     enable(['demo-connect'], true);
     demo = null;
