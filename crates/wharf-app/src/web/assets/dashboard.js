@@ -160,25 +160,56 @@ function renderRejections(metrics) {
   $('rejections').tBodies[0].replaceChildren(...rows);
 }
 
+// One row per connection id, kept across snapshots: a row is updated in place rather than
+// redrawn, so a click on its button is never lost to the next snapshot.
+const rowsById = new Map();
+
+function connectionRow(c) {
+  let row = rowsById.get(c.id);
+  if (!row) {
+    const close = el('button', { class: 'danger small', 'data-close': c.id, onclick: () => askClose(c.id) }, 'Close');
+    row = el('tr', { dataset: { id: c.id } }, el('td'), el('td'), el('td'), el('td'), el('td', { class: 'num' }), el('td'),
+      el('td', { class: 'actions' }, close));
+    rowsById.set(c.id, row);
+  }
+  const user = c.account
+    ? [c.account, c.user ? el('span', { class: 'muted' }, ` #${c.user}`) : null]
+    : [c.user ?? el('span', { class: 'muted' }, '—')];
+  const cells = [
+    [el('code', {}, c.id)],
+    user,
+    [el('code', {}, c.path)],
+    [c.peer],
+    [age(c.age_ms)],
+    (c.rooms || []).map((room) => el('span', { class: 'tag' }, room)),
+  ];
+  cells.forEach((content, i) => row.cells[i].replaceChildren(...content.filter((x) => x != null)));
+  row.cells[2].title = c.route;
+  return row;
+}
+
 function renderConnections(snapshot) {
   const filter = $('filter').value.trim().toLowerCase();
   const matches = (c) => !filter || [c.id, c.user, c.account, c.route, c.path, c.peer, ...(c.rooms || [])]
     .some((field) => field != null && String(field).toLowerCase().includes(filter));
-  const rows = snapshot.connections.filter(matches).map((c) => el('tr', { dataset: { id: c.id } },
-    el('td', {}, el('code', {}, c.id)),
-    el('td', {}, c.account ? `${c.account}` : c.user ?? el('span', { class: 'muted' }, '—'),
-      c.account && c.user ? el('span', { class: 'muted' }, ` #${c.user}`) : null),
-    el('td', { title: c.path }, el('code', {}, c.path)),
-    el('td', {}, c.peer),
-    el('td', { class: 'num' }, age(c.age_ms)),
-    el('td', {}, (c.rooms || []).map((room) => el('span', { class: 'tag' }, room))),
-    el('td', { class: 'actions' }, el('button', {
-      class: 'danger small',
-      'data-close': c.id,
-      onclick: () => askClose(c.id),
-    }, 'Close'))));
+  const listed = new Set(snapshot.connections.map((c) => c.id));
+  for (const [id, row] of rowsById) {
+    if (!listed.has(id)) {
+      row.remove();
+      rowsById.delete(id);
+    }
+  }
+  const rows = snapshot.connections.filter(matches).map(connectionRow);
   const body = $('connections').tBodies[0];
-  body.replaceChildren(...(rows.length ? rows : [el('tr', { class: 'quiet' }, el('td', { colspan: 7 }, filter ? 'no connection matches' : 'no connections'))]));
+  const wanted = new Set(rows);
+  for (const child of [...body.rows]) if (!wanted.has(child)) child.remove();
+  // Insert and reorder only where needed: rows already in place are not touched.
+  rows.forEach((row, i) => {
+    if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
+  });
+  if (rows.length === 0) {
+    body.append(el('tr', { class: 'quiet' }, el('td', { colspan: 7 }, filter ? 'no connection matches' : 'no connections')));
+  }
   const more = snapshot.count - snapshot.connections.length;
   $('connections-more').hidden = more <= 0;
   $('connections-more').textContent = `and ${more.toLocaleString()} more (the feed lists the oldest ${snapshot.connections.length})`;
