@@ -51,7 +51,7 @@ await run('dashboard', async (browser) => {
   if (!rowText.includes(account)) throw new Error(`the row does not name ${account}: ${rowText}`);
   await dash.locator('#routes tbody tr', { hasText: '/wss/demo' }).waitFor();
   // The background traffic shows as rates, and the refused handshakes by reason.
-  const perSecond = async () => Number(await dash.textContent('#stat-in')) || 0;
+  const perSecond = async () => Number((await dash.textContent('#stat-in')).replace(/[^0-9.]/g, '')) || 0;
   await until('a message rate', perSecond, (n) => n > 0);
   await dash.locator('#rejections tbody tr', { hasText: 'token_missing' }).waitFor();
   // Let the chart collect a few points, then keep a picture for the README
