@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+# Chromium and playwright-core for the browser tests (installed when missing; never skipped).
+bash scripts/browser-deps.sh
 # The client tests run against Python websockets too (a venv is made under target/); never skip.
 export WHARF_CLIENT_REQUIRE_PYTHON=1
 cargo nextest run --workspace --all-targets --no-fail-fast

@@ -101,6 +101,10 @@ pub struct AppSection {
     pub ws_server: String,
     /// The HTTP server that carries `/auth/login` and `/api/*`. Default: `"http"`.
     pub http_server: String,
+    /// The ws server's base URL as browsers reach it (such as `wss://example.com` behind a
+    /// proxy), for the demo page and the dashboard. Default: none, the page's own host
+    /// and the ws server's port.
+    pub ws_url: Option<String>,
 }
 
 impl Default for AppSection {
@@ -109,6 +113,7 @@ impl Default for AppSection {
             data_dir: None,
             ws_server: "ws".to_owned(),
             http_server: "http".to_owned(),
+            ws_url: None,
         }
     }
 }

@@ -30,9 +30,12 @@ impl Demo {
         Demo { store }
     }
 
-    /// The handler as a route that answers pings itself.
+    /// The handler as a route that answers pings itself and speaks
+    /// [`APP_PROTOCOL`](crate::APP_PROTOCOL).
     pub fn route(self) -> Route {
-        Route::new(self).ping_policy(PingPolicy::Deliver)
+        Route::new(self)
+            .ping_policy(PingPolicy::Deliver)
+            .protocols([crate::APP_PROTOCOL])
     }
 
     /// The account of the connection's user: from the users table by uid (as the

@@ -9,8 +9,19 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod feed;
 pub mod logging;
 pub mod serve;
 pub mod setup;
 pub mod tokens;
 pub mod users;
+pub mod web;
+
+/// The subprotocol the app's WebSocket routes (`/wss/demo`, `/wss/rooms/{room}`,
+/// `/wss/admin/feed`) speak and select.
+///
+/// Browsers pass their token as the subprotocol `wharf.bearer.<token>`, which the server
+/// never selects (that would echo the token). A browser that offers subprotocols fails
+/// the handshake when the server selects none, so pages offer this one too:
+/// `new WebSocket(url, ["wharf", "wharf.bearer." + token])`.
+pub const APP_PROTOCOL: &str = "wharf";

@@ -12,6 +12,8 @@ use super::ApiState;
 use super::error::ApiError;
 use std::sync::Arc;
 
+use crate::tokens::Tokens;
+
 /// Proof that the request may use the admin endpoints.
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
@@ -56,19 +58,33 @@ fn check(headers: &HeaderMap, state: &ApiState) -> Result<Admin, ApiError> {
         }
         _ => value,
     };
-    if let Some(expected) = &state.api_key {
+    verify(presented, state.api_key.as_deref(), &state.tokens)
+}
+
+/// Checks one presented credential: the API key, or a JWT with `admin: true`. 403
+/// `bad_credentials` for a wrong key or an invalid token, 403 `not_admin` for a valid
+/// token without admin rights.
+///
+/// Shared by `/api/*` and the dashboard's feed handshake
+/// ([`crate::feed`]), so both accept exactly the same credentials.
+pub fn verify(presented: &str, api_key: Option<&str>, tokens: &Tokens) -> Result<Admin, ApiError> {
+    if let Some(expected) = api_key {
         if same(presented, expected) {
             return Ok(Admin);
         }
     }
-    match state.tokens.verify(presented) {
+    match tokens.verify(presented) {
         Ok(claims) if claims.admin => Ok(Admin),
         Ok(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_admin",
             "this token has no admin rights",
         )),
-        Err(_) => Err(wrong()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_credentials",
+            "wrong credentials",
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use wharf::axum::Json;
 use wharf::axum::extract::{Path, Query, State};
 use wharf::http::{StatusCode, Uri};
-use wharf::{CloseCode, ConnId, ConnInfo};
+use wharf::{CloseCode, ConnId, ConnInfo, Sender};
 
 use super::ApiState;
 use super::admin::Admin;
@@ -14,6 +14,7 @@ use super::body::MaybeJson;
 use super::error::ApiError;
 use super::push::send_error;
 use crate::tokens::Claims;
+use crate::users::UserStore;
 
 /// Longest close reason, in bytes (RFC 6455: the close payload is at most 125 bytes).
 pub const MAX_REASON: usize = 123;
@@ -35,16 +36,25 @@ pub(crate) async fn list(
     _admin: Admin,
     State(state): State<Arc<ApiState>>,
 ) -> Json<serde_json::Value> {
-    let mut entries = Vec::new();
-    for info in state.sender.list() {
-        let claims = state
-            .sender
+    let entries = entries(&state.sender, &state.store, usize::MAX).await;
+    Json(serde_json::json!({ "count": entries.len(), "connections": entries }))
+}
+
+/// This node's open connections with their users, at most `limit` of them (the oldest
+/// first). Also the dashboard feed's list ([`crate::feed`]).
+pub async fn entries(sender: &Sender, store: &UserStore, limit: usize) -> Vec<ConnEntry> {
+    let mut infos = sender.list();
+    infos.sort_by_key(|info| info.opened_at_ms);
+    infos.truncate(limit);
+    let mut entries = Vec::with_capacity(infos.len());
+    for info in infos {
+        let claims = sender
             .conn(info.id)
             .and_then(|conn| conn.get::<Claims>().cloned());
         let (uid, account) = match claims {
             Some(claims) => {
                 let account = if claims.account.is_empty() {
-                    state.store.account_by_id(claims.uid).await.ok().flatten()
+                    store.account_by_id(claims.uid).await.ok().flatten()
                 } else {
                     Some(claims.account)
                 };
@@ -54,7 +64,7 @@ pub(crate) async fn list(
         };
         entries.push(ConnEntry { info, uid, account });
     }
-    Json(serde_json::json!({ "count": entries.len(), "connections": entries }))
+    entries
 }
 
 /// How to close: code (default 1000) and reason (default empty).

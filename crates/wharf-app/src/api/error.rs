@@ -31,6 +31,11 @@ impl ApiError {
         self.0.status()
     }
 
+    /// The same error as a handshake rejection (for WebSocket routes).
+    pub fn into_rejection(self) -> wharf::Rejection {
+        self.0
+    }
+
     /// The machine code.
     pub fn error(&self) -> &'static str {
         self.0.error()

@@ -37,7 +37,7 @@ use wharf::axum::Router;
 use wharf::axum::extract::DefaultBodyLimit;
 use wharf::axum::routing::{delete, get, post, put};
 
-pub use self::connections::{CloseParams, ConnEntry, MAX_REASON};
+pub use self::connections::{CloseParams, ConnEntry, MAX_REASON, entries};
 pub use self::login::{LoginRequest, LoginResponse};
 pub use self::push::{PushRequest, UserRef};
 use crate::tokens::Tokens;
