@@ -390,10 +390,12 @@ async fn handle_connection(shared: Arc<ServerShared>, stream: TcpStream, peer: S
     let _ = stream.set_nodelay(true);
     match &shared.tls {
         None => serve_connection(shared, stream, peer).await,
+        // Boxed: a TLS stream and its handshake are kilobytes, and the task of every plain
+        // connection would otherwise be sized for them.
         Some(acceptor) => {
             let timeout = shared.limits.handshake_timeout;
-            match tls::handshake(acceptor, stream, peer, timeout).await {
-                Some(tls) => serve_connection(shared, tls, peer).await,
+            match Box::pin(tls::handshake(acceptor, stream, peer, timeout)).await {
+                Some(tls) => Box::pin(serve_connection(shared, tls, peer)).await,
                 None => shared.sender.counters().rejected("tls_handshake"),
             }
         }
