@@ -392,13 +392,21 @@ async fn handle_connection(shared: Arc<ServerShared>, stream: TcpStream, peer: S
         None => serve_connection(shared, stream, peer).await,
         // Boxed: a TLS stream and its handshake are kilobytes, and the task of every plain
         // connection would otherwise be sized for them.
-        Some(acceptor) => {
-            let timeout = shared.limits.handshake_timeout;
-            match Box::pin(tls::handshake(acceptor, stream, peer, timeout)).await {
-                Some(tls) => Box::pin(serve_connection(shared, tls, peer)).await,
-                None => shared.sender.counters().rejected("tls_handshake"),
-            }
-        }
+        Some(acceptor) => Box::pin(serve_tls(acceptor.clone(), shared, stream, peer)).await,
+    }
+}
+
+/// The TLS handshake, then the connection over TLS.
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    shared: Arc<ServerShared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let timeout = shared.limits.handshake_timeout;
+    match tls::handshake(&acceptor, stream, peer, timeout).await {
+        Some(tls) => serve_connection(shared, tls, peer).await,
+        None => shared.sender.counters().rejected("tls_handshake"),
     }
 }
 
@@ -518,5 +526,31 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task is sized by `handle_connection`'s future: the TLS path must
+    /// stay boxed, or plain connections pay kilobytes each for a TLS stream they never use.
+    #[test]
+    fn plain_connection_tasks_are_not_sized_for_tls() {
+        let task = future_size(handle_connection);
+        let plain = future_size(serve_connection::<TcpStream>);
+        let tls = future_size(serve_connection::<tokio_rustls::server::TlsStream<TcpStream>>);
+        assert!(
+            tls > plain + 1024,
+            "a TLS connection is the bigger one ({tls} vs {plain})"
+        );
+        assert!(
+            task <= plain + 256,
+            "task {task} bytes vs plain connection {plain}"
+        );
     }
 }
