@@ -56,6 +56,7 @@ mod handshake;
 mod message;
 pub mod middleware;
 mod outbox;
+mod rate_limit;
 mod registry;
 pub mod rejection;
 pub mod routing;

@@ -36,6 +36,7 @@ use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
 mod http_server;
+mod peers;
 mod upgrade;
 
 /// The entry point: build a [`ServerBuilder`] from a [`Config`].
@@ -171,6 +172,7 @@ impl ServerBuilder {
                         sender: self.sender.clone(),
                         router,
                         open: AtomicUsize::new(0),
+                        peers: Arc::default(),
                         tasks: tasks.clone(),
                         shutdown: shutdown_rx.clone(),
                     };
@@ -221,7 +223,9 @@ impl ServerBuilder {
                     server.name, route.path, route.handler
                 ))
             })?;
-            let mounted = Route::from_dyn(handler).protocols(route.protocols.clone());
+            let mounted = Route::from_dyn(handler)
+                .protocols(route.protocols.clone())
+                .origins(route.origins.clone());
             router = router.route(&route.path, mounted);
         }
         let (mine, others) = std::mem::take(&mut self.websocket)
@@ -322,11 +326,15 @@ pub(crate) struct ServerShared {
     pub(crate) router: CompiledRouter,
     /// Open connections of this server (for `max_connections`).
     pub(crate) open: AtomicUsize,
+    /// Connections per client address (for `max_connections_per_ip`).
+    pub(crate) peers: Arc<peers::PeerCounts>,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl ServerShared {
+    /// The decoder's limits; each fragment of a fragmented message counts as at least 64
+    /// bytes against `max_message_size` (the decoder's default `fragment_cost`).
     pub(crate) fn decoder_config(&self) -> wharf_proto::DecoderConfig {
         let mut config = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
         config.max_message_size = self.limits.max_message_size;
@@ -364,9 +372,16 @@ async fn accept_loop(
 
 async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // Taken before the handshake is read and held to the end, so an address can hold no
+    // more half-open handshakes than open connections; over the limit the handshake is
+    // still read (within its timeout) so the client gets a 429 rather than a reset.
+    let peer_slot = shared
+        .peers
+        .acquire(peer.ip(), shared.limits.max_connections_per_ip);
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
-    let Some(accepted) = Box::pin(upgrade::handshake(&shared, &mut stream, peer)).await else {
+    let handshake = upgrade::handshake(&shared, &mut stream, peer, peer_slot.is_some());
+    let Some(accepted) = Box::pin(handshake).await else {
         return;
     };
     let upgrade::Accepted {
@@ -411,6 +426,7 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, pee
     let event = driver.run(leftover, request, shared.shutdown.clone()).await;
     log_closed(&conn, &event);
     drop(slot);
+    drop(peer_slot);
 }
 
 /// Counts connection tasks so shutdown can wait for all of them.

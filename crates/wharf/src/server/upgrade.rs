@@ -64,6 +64,7 @@ pub(crate) async fn handshake<'r>(
     shared: &'r Arc<ServerShared>,
     stream: &mut TcpStream,
     peer: SocketAddr,
+    peer_has_slot: bool,
 ) -> Option<Accepted<'r>> {
     let limits = &shared.limits;
     let read = read_head(stream, limits.max_request_head, limits.max_headers);
@@ -82,6 +83,14 @@ pub(crate) async fn handshake<'r>(
         }
         Ok(Ok(Ok(head))) => head,
     };
+    if !peer_has_slot {
+        debug!(%peer, "too many connections from this address");
+        let response = shared
+            .error_handler
+            .rejection(Rejection::too_many_connections_from_ip());
+        refuse(stream, response, peer, head.request.uri().path()).await;
+        return None;
+    }
     let path = head.request.uri().path().to_owned();
     match decide(shared, head, peer).await {
         Ok(accepted) => {
@@ -120,6 +129,9 @@ async fn decide<'r>(
         return Err(reject(Rejection::route_not_found(request.uri().path())));
     };
     let accept = validate_upgrade(&request).map_err(reject)?;
+    // Before any middleware: a forbidden origin must not reach authentication (a cookie
+    // check would succeed for the hijacking page).
+    route.check_origin(request.headers()).map_err(reject)?;
     if *shared.shutdown.borrow() {
         return Err(reject(Rejection::too_many_connections()));
     }
