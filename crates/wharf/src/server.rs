@@ -373,8 +373,7 @@ async fn accept_loop(
 async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     // Taken before the handshake is read and held to the end, so an address can hold no
-    // more half-open handshakes than open connections; over the limit the handshake is
-    // still read (within its timeout) so the client gets a 429 rather than a reset.
+    // more half-open handshakes than its cap; over it the client gets a 429 at once.
     let peer_slot = shared
         .peers
         .acquire(peer.ip(), shared.limits.max_connections_per_ip);

@@ -93,6 +93,14 @@ async fn connections_over_the_per_ip_cap_get_429_until_one_ends() {
     assert_eq!(response.status, 429);
     assert_eq!(response.json()["error"], "too_many_connections");
     assert!(response.header("retry-after").is_some());
+    // Over the cap, a client is answered at once, before it sends its request: it cannot
+    // hold a socket for a whole handshake timeout.
+    let silent = within("an immediate 429", async {
+        let mut tcp = TcpStream::connect(server.addr()).await.expect("connect");
+        read_head(&mut tcp).await
+    })
+    .await;
+    assert_eq!(silent.status, 429);
     assert_echo(&mut a, "a still works").await;
     // The slot is released when a connection ends (here abruptly, without a close frame).
     drop(b);

@@ -67,6 +67,17 @@ pub(crate) async fn handshake<'r>(
     peer_has_slot: bool,
 ) -> Option<Accepted<'r>> {
     let limits = &shared.limits;
+    if !peer_has_slot {
+        // Answered at once, without waiting for the request: an address over its cap must
+        // not hold more sockets for a whole handshake timeout. `refuse` drains what the
+        // client sends meanwhile, so it reads the 429 rather than a reset.
+        debug!(%peer, "too many connections from this address");
+        let response = shared
+            .error_handler
+            .rejection(Rejection::too_many_connections_from_ip());
+        refuse(stream, response, peer, "").await;
+        return None;
+    }
     let read = read_head(stream, limits.max_request_head, limits.max_headers);
     let head = match tokio::time::timeout(limits.handshake_timeout, read).await {
         Err(_) => {
@@ -83,14 +94,7 @@ pub(crate) async fn handshake<'r>(
         }
         Ok(Ok(Ok(head))) => head,
     };
-    if !peer_has_slot {
-        debug!(%peer, "too many connections from this address");
-        let response = shared
-            .error_handler
-            .rejection(Rejection::too_many_connections_from_ip());
-        refuse(stream, response, peer, head.request.uri().path()).await;
-        return None;
-    }
+
     let path = head.request.uri().path().to_owned();
     match decide(shared, head, peer).await {
         Ok(accepted) => {
