@@ -249,7 +249,7 @@ async fn request_line_over_the_head_limit_gets_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout() {
     let mut config = ws_server();
-    config.limits.handshake_timeout = Duration::from_millis(800);
+    config.limits.handshake_timeout = Duration::from_secs(2);
     let server = start_ws_with(config, Router::new().route("/echo", Echo)).await;
     let started = Instant::now();
     let mut flood = Vec::new();
@@ -264,7 +264,7 @@ async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout()
     let mut good = connect(server.addr(), "/echo").await;
     assert_echo(&mut good, "not starved").await;
     assert!(
-        started.elapsed() < Duration::from_millis(800),
+        started.elapsed() < Duration::from_secs(2),
         "the good client was served before the flood timed out"
     );
     // Every half-open handshake is dropped by the server, none answered.
@@ -280,7 +280,7 @@ async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout()
     })
     .await;
     assert_eq!(dropped, 500);
-    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(started.elapsed() >= Duration::from_millis(1900));
     assert_echo(&mut good, "still fine").await;
     assert_eq!(server.sender.count(), 1);
     drop(good);

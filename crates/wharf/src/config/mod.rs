@@ -633,6 +633,11 @@ mod tests {
         )
         .expect_err("not an origin");
         assert_eq!(err.key(), Some("server[0].route[0].origins"));
+        let err = Config::from_toml_str(
+            "[[server]]\nname='ws'\nkind='websocket'\nport=1\n[server.limits]\nmessage_burst=5\n",
+        )
+        .expect_err("a burst without a rate");
+        assert_eq!(err.key(), Some("server[0].limits.message_burst"));
         let mut config = Config::default();
         config
             .apply_env(|name| (name == "WHARF_WS_MAX_MESSAGES_PER_SEC").then(|| "100".to_owned()))
