@@ -40,9 +40,15 @@ pub async fn bind(
             DEMO_PATH,
             Demo::new(store.clone())
                 .route()
+                .origins(config.app.origins.clone())
                 .layer(auth::layer(guard.clone())),
         )
-        .route(CHAT_PATH, Route::new(Chat).layer(auth::layer(guard)));
+        .route(
+            CHAT_PATH,
+            Route::new(Chat)
+                .origins(config.app.origins.clone())
+                .layer(auth::layer(guard)),
+        );
     let http = api::router(ApiState {
         store,
         tokens,

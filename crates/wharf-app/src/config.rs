@@ -101,6 +101,11 @@ pub struct AppSection {
     pub ws_server: String,
     /// The HTTP server that carries `/auth/login` and `/api/*`. Default: `"http"`.
     pub http_server: String,
+    /// Browser origins allowed to open the app's WebSocket routes (`/wss/demo`,
+    /// `/wss/rooms/{room}`), such as `"https://app.example"`; another `Origin` gets 403
+    /// `origin_forbidden` before the auth middleware runs, a request without `Origin` (not a
+    /// browser) passes. Default: none, which allows any origin.
+    pub origins: Vec<String>,
 }
 
 impl Default for AppSection {
@@ -109,6 +114,7 @@ impl Default for AppSection {
             data_dir: None,
             ws_server: "ws".to_owned(),
             http_server: "http".to_owned(),
+            origins: Vec::new(),
         }
     }
 }
