@@ -12,7 +12,7 @@
 //!     None,
 //! ).unwrap();
 //! assert!(config.auth.query_token);
-//! assert_eq!(config.auth.routes, ["/wss/demo"]);
+//! assert_eq!(config.auth.routes, ["/wss/demo", "/wss/rooms/{room}"]);
 //! ```
 
 use std::fmt;
