@@ -36,6 +36,7 @@ node() {
   WHARF_DATA_DIR="$work/$1" JWT_OPEN=false WHARF_API_KEY=$KEY \
     WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
     WHARF_CLUSTER_BACKPLANE="$2" WHARF_CLUSTER_PREFIX="bench$$" WHARF_LOG=warn \
+    WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
     taskset -c 0 "$BIN" serve >"$work/$1.log" 2>&1 &
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then break; fi

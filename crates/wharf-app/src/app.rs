@@ -47,12 +47,14 @@ pub async fn bind(
             DEMO_PATH,
             Demo::new(store.clone())
                 .route()
+                .origins(config.app.origins.clone())
                 .layer(auth::layer(guard.clone())),
         )
         .route(
             CHAT_PATH,
             Route::new(Chat)
                 .protocols([crate::APP_PROTOCOL])
+                .origins(config.app.origins.clone())
                 .layer(auth::layer(guard)),
         )
         .route(

@@ -105,6 +105,11 @@ pub struct AppSection {
     /// proxy), for the demo page and the dashboard. Default: none, the page's own host
     /// and the ws server's port.
     pub ws_url: Option<String>,
+    /// Browser origins allowed to open the app's WebSocket routes (`/wss/demo`,
+    /// `/wss/rooms/{room}`), such as `"https://app.example"`; another `Origin` gets 403
+    /// `origin_forbidden` before the auth middleware runs, a request without `Origin` (not a
+    /// browser) passes. Default: none, which allows any origin.
+    pub origins: Vec<String>,
 }
 
 impl Default for AppSection {
@@ -114,6 +119,7 @@ impl Default for AppSection {
             ws_server: "ws".to_owned(),
             http_server: "http".to_owned(),
             ws_url: None,
+            origins: Vec::new(),
         }
     }
 }

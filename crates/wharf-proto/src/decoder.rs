@@ -47,6 +47,9 @@ pub struct Decoder {
     frame: Option<InFrame>,
     message: Option<Message>,
     data: Vec<u8>,
+    /// What the message in progress counts for against `max_message_size`:
+    /// its bytes, with each fragment counted as at least `fragment_cost`.
+    cost: usize,
     control: Vec<u8>,
     utf8: Utf8Validator,
     error: Option<ProtocolError>,
@@ -66,6 +69,7 @@ impl Decoder {
             frame: None,
             message: None,
             data: Vec::new(),
+            cost: 0,
             control: Vec::new(),
             utf8: Utf8Validator::new(),
             error: None,
@@ -176,7 +180,7 @@ impl Decoder {
     }
 
     /// Checks a header against the protocol rules and the limits.
-    fn check(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+    fn check(&mut self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
         let opcode = OpCode::from_u8(header.opcode).ok_or(ProtocolError::RESERVED_OPCODE)?;
         let compressed = header.rsv == 0b100
             && self.config.allow_rsv1
@@ -210,8 +214,22 @@ impl Decoder {
             if len > self.config.max_frame_size as u64 {
                 return Err(ProtocolError::FRAME_TOO_BIG);
             }
-            if (self.data.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
+            // An unfragmented message costs its length; each fragment of a fragmented one
+            // at least `fragment_cost`, so tiny fragments cannot make a message cost
+            // unbounded work (see `DecoderConfig::fragment_cost`).
+            let fragmented = !header.fin || opcode == OpCode::Continuation;
+            let cost = if fragmented {
+                len.max(self.config.fragment_cost as u64)
+            } else {
+                len
+            };
+            let total = (self.cost as u64).saturating_add(cost);
+            if total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MESSAGE_TOO_BIG);
+            }
+            if fragmented {
+                // Within max_message_size, so it fits a usize.
+                self.cost = usize::try_from(total).unwrap_or(usize::MAX);
             }
         }
         Ok(InFrame {
@@ -298,6 +316,7 @@ impl Decoder {
                 self.utf8.finish()?;
             }
             let data = std::mem::take(&mut self.data);
+            self.cost = 0;
             out.push(Frame::data(text, data.into()));
         }
         Ok(())

@@ -25,6 +25,7 @@ use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
 use crate::conn::{Conn, OpenRequest};
 use crate::handler::{CatchUnwind, CloseEvent, Initiator};
 use crate::outbox::Drained;
+use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
 use crate::server::ServerShared;
 use crate::{CloseCode, HandlerError, Message};
@@ -78,6 +79,8 @@ pub(crate) struct Driver<S> {
     written: usize,
     last_seen: Instant,
     ping_sent: Option<Instant>,
+    /// `max_messages_per_sec`, when on.
+    rate: Option<TokenBucket>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -90,6 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         write_buf: Vec<u8>,
     ) -> Self {
         let decoder = Decoder::new(shared.decoder_config());
+        let rate = TokenBucket::from_limits(&shared.limits, Instant::now());
         Driver {
             stream,
             conn,
@@ -105,6 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             written: 0,
             last_seen: Instant::now(),
             ping_sent: None,
+            rate,
         }
     }
 
@@ -186,7 +191,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     async fn dispatch(&mut self) -> Option<End> {
         let mut frames = std::mem::take(&mut self.frames);
         let mut end = None;
+        if let Some(rate) = &mut self.rate {
+            rate.refill(Instant::now());
+        }
         for frame in frames.drain(..) {
+            // Every frame but the close counts: a ping flood is a message flood too.
+            let limited = !matches!(frame, Frame::Close(_));
+            if limited && self.rate.as_mut().is_some_and(|rate| !rate.take()) {
+                warn!(conn = %self.conn.id(), "message rate limit exceeded, closing");
+                end = Some(End::Close(
+                    CloseCode::POLICY_VIOLATION,
+                    "message rate limit exceeded".into(),
+                ));
+                break;
+            }
             let message = match frame {
                 Frame::Text(bytes) => match String::from_utf8(Vec::from(bytes)) {
                     Ok(text) => Message::Text(text),

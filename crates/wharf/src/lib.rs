@@ -57,6 +57,7 @@ mod message;
 pub mod metrics;
 pub mod middleware;
 mod outbox;
+mod rate_limit;
 mod registry;
 pub mod rejection;
 pub mod routing;

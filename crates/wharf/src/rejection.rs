@@ -134,6 +134,30 @@ impl Rejection {
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
+    /// 429 when the client's address already holds `max_connections_per_ip` connections.
+    pub fn too_many_connections_from_ip() -> Rejection {
+        Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many connections from your address; retry later",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+
+    /// 403 for a browser handshake whose `Origin` the route does not allow (cross-site
+    /// WebSocket hijacking: a page on another site opening a socket with the user's cookies).
+    pub fn origin_forbidden(origin: &str) -> Rejection {
+        Rejection::new(
+            StatusCode::FORBIDDEN,
+            "origin_forbidden",
+            // The client's own header, shortened: a rejection never echoes much of its input.
+            format!(
+                "origin {} is not allowed on this route",
+                origin.chars().take(100).collect::<String>()
+            ),
+        )
+    }
+
     /// 500 for a middleware that failed (its error is logged, never sent).
     pub fn internal() -> Rejection {
         Rejection::new(

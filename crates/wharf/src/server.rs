@@ -39,6 +39,7 @@ use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
 mod http_server;
+mod peers;
 mod tls;
 mod upgrade;
 
@@ -180,6 +181,7 @@ impl ServerBuilder {
                         sender: self.sender.clone(),
                         router,
                         open: AtomicUsize::new(0),
+                        peers: Arc::default(),
                         tasks: tasks.clone(),
                         shutdown: shutdown_rx.clone(),
                     };
@@ -237,7 +239,9 @@ impl ServerBuilder {
                     server.name, route.path, route.handler
                 ))
             })?;
-            let mounted = Route::from_dyn(handler).protocols(route.protocols.clone());
+            let mounted = Route::from_dyn(handler)
+                .protocols(route.protocols.clone())
+                .origins(route.origins.clone());
             router = router.route(&route.path, mounted);
         }
         let (mine, others) = std::mem::take(&mut self.websocket)
@@ -346,11 +350,15 @@ pub(crate) struct ServerShared {
     pub(crate) router: CompiledRouter,
     /// Open connections of this server (for `max_connections`).
     pub(crate) open: AtomicUsize,
+    /// Connections per client address (for `max_connections_per_ip`).
+    pub(crate) peers: Arc<peers::PeerCounts>,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl ServerShared {
+    /// The decoder's limits; each fragment of a fragmented message counts as at least 64
+    /// bytes against `max_message_size` (the decoder's default `fragment_cost`).
     pub(crate) fn decoder_config(&self) -> wharf_proto::DecoderConfig {
         let mut config = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
         config.max_message_size = self.limits.max_message_size;
@@ -388,11 +396,18 @@ async fn accept_loop(
 
 async fn handle_connection(shared: Arc<ServerShared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // Taken before the handshake is read and held to the end, so an address can hold no
+    // more half-open handshakes than its cap; over it the client gets a 429 at once.
+    let peer_slot = shared
+        .peers
+        .acquire(peer.ip(), shared.limits.max_connections_per_ip);
     match &shared.tls {
-        None => serve_connection(shared, stream, peer).await,
+        None => serve_connection(shared, stream, peer, peer_slot).await,
         // Boxed: a TLS stream and its handshake are kilobytes, and the task of every plain
         // connection would otherwise be sized for them.
-        Some(acceptor) => Box::pin(serve_tls(acceptor.clone(), shared, stream, peer)).await,
+        Some(acceptor) => {
+            Box::pin(serve_tls(acceptor.clone(), shared, stream, peer, peer_slot)).await
+        }
     }
 }
 
@@ -402,22 +417,29 @@ async fn serve_tls(
     shared: Arc<ServerShared>,
     stream: TcpStream,
     peer: SocketAddr,
+    peer_slot: Option<peers::PeerSlot>,
 ) {
     let timeout = shared.limits.handshake_timeout;
     match tls::handshake(&acceptor, stream, peer, timeout).await {
-        Some(tls) => serve_connection(shared, tls, peer).await,
+        Some(tls) => serve_connection(shared, tls, peer, peer_slot).await,
         None => shared.sender.counters().rejected("tls_handshake"),
     }
 }
 
-/// Runs the WebSocket handshake and then the connection, over plain TCP or TLS.
-async fn serve_connection<S>(shared: Arc<ServerShared>, mut stream: S, peer: SocketAddr)
-where
+/// Runs the WebSocket handshake and then the connection, over plain TCP or TLS. `peer_slot`
+/// is the address's place under `max_connections_per_ip` (`None`: over the cap, refused).
+async fn serve_connection<S>(
+    shared: Arc<ServerShared>,
+    mut stream: S,
+    peer: SocketAddr,
+    peer_slot: Option<peers::PeerSlot>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
-    let Some(accepted) = Box::pin(upgrade::handshake(&shared, &mut stream, peer)).await else {
+    let handshake = upgrade::handshake(&shared, &mut stream, peer, peer_slot.is_some());
+    let Some(accepted) = Box::pin(handshake).await else {
         return;
     };
     let upgrade::Accepted {
@@ -468,6 +490,7 @@ where
         .counters()
         .closed(event.code.as_u16(), event.initiator);
     drop(slot);
+    drop(peer_slot);
 }
 
 /// Counts connection tasks so shutdown can wait for all of them.
@@ -533,7 +556,11 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    fn future_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+    fn task_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn future_size<A, B, C, D, F: Future>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -541,7 +568,7 @@ mod tests {
     /// stay boxed, or plain connections pay kilobytes each for a TLS stream they never use.
     #[test]
     fn plain_connection_tasks_are_not_sized_for_tls() {
-        let task = future_size(handle_connection);
+        let task = task_size(handle_connection);
         let plain = future_size(serve_connection::<TcpStream>);
         let tls = future_size(serve_connection::<tokio_rustls::server::TlsStream<TcpStream>>);
         assert!(

@@ -154,3 +154,27 @@ async fn setup_errors() {
     .await;
     assert!(message.contains("/x"), "{message}");
 }
+
+#[test]
+fn the_readme_configuration_block_parses_with_the_limits_it_lists() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &readme[start..];
+    let block = &block[..block.find("```").expect("end of the block")];
+    let config = Config::from_toml_str(block).expect("the README's config is valid");
+    let ws = config.server("ws").expect("ws");
+    assert_eq!(ws.limits.max_connections_per_ip, 1000);
+    assert_eq!(ws.limits.max_messages_per_sec, 0);
+    // The commented-out route with origins is valid too.
+    let origins =
+        "route = [{ path = \"/echo\", handler = \"echo\", origins = [\"https://app.example\"] }]";
+    assert!(block.contains(&format!("# {origins}")));
+    let with_origins = block.replacen(
+        "route = [{ path = \"/echo\", handler = \"echo\" }]",
+        origins,
+        1,
+    );
+    let config = Config::from_toml_str(&with_origins).expect("valid with origins");
+    let ws = config.server("ws").expect("ws");
+    assert_eq!(ws.routes[0].origins, ["https://app.example"]);
+}

@@ -128,9 +128,11 @@ fn continuation_rules() {
 
 #[test]
 fn size_limits() {
+    // Payload bytes only here; the per-fragment floor has its own test.
     let config = DecoderConfig::default()
         .with_max_frame_size(10)
-        .with_max_message_size(15);
+        .with_max_message_size(15)
+        .with_fragment_cost(0);
     let mut d = Decoder::new(config.clone());
     assert_eq!(
         decode_all(&mut d, &frame(OpCode::Binary, &[0; 11])),
@@ -148,6 +150,53 @@ fn size_limits() {
         decode_all(&mut d, &wire),
         Ok(vec![Frame::Binary(vec![0; 15].into())])
     );
+}
+
+/// `count` masked fragments of `size` bytes each, as one binary message.
+fn fragments(count: usize, size: usize) -> Vec<u8> {
+    let payload = vec![0x61; size];
+    let mut wire = Vec::new();
+    for i in 0..count {
+        let opcode = if i == 0 { 2 } else { 0 };
+        wire.extend(raw(i + 1 == count, 0, opcode, &payload));
+    }
+    wire
+}
+
+#[test]
+fn each_fragment_costs_at_least_fragment_cost() {
+    // Autobahn 9.3.1/9.4.1: 4 MiB in 65,536 fragments of 64 bytes fits a 4 MiB limit.
+    let config = DecoderConfig::default().with_max_message_size(4 << 20);
+    let frames = decode_all(&mut Decoder::new(config.clone()), &fragments(65_536, 64));
+    assert_eq!(frames.map(|f| f.len()), Ok(1));
+    // 100,000 one-byte fragments (100 KB of payload) cost 6.4 MB: refused.
+    let mut d = Decoder::new(config.clone());
+    assert_eq!(
+        decode_all(&mut d, &fragments(100_000, 1)),
+        Err(ProtocolError::MESSAGE_TOO_BIG)
+    );
+    // Empty fragments are not free either: refused after max / 64 of them.
+    let config = config.with_max_message_size(64 * 1000);
+    let mut d = Decoder::new(config.clone());
+    assert_eq!(
+        decode_all(&mut d, &fragments(1000, 0)),
+        Ok(vec![Frame::Binary(Bytes::new())])
+    );
+    let mut d = Decoder::new(config);
+    assert_eq!(
+        decode_all(&mut d, &fragments(1001, 0)),
+        Err(ProtocolError::MESSAGE_TOO_BIG)
+    );
+    // The cost resets with each message; an unfragmented message costs its length.
+    let config = DecoderConfig::default().with_max_message_size(200);
+    let mut d = Decoder::new(config);
+    let wire = [
+        fragments(3, 10),
+        fragments(3, 10),
+        frame(OpCode::Binary, &[1; 5]),
+    ]
+    .concat();
+    assert_eq!(decode_all(&mut d, &wire).map(|f| f.len()), Ok(3));
 }
 
 #[test]

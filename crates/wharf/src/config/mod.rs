@@ -179,6 +179,12 @@ pub struct RouteConfig {
     /// Subprotocols this route speaks, in order of preference. Default: none.
     #[serde(default)]
     pub protocols: Vec<String>,
+    /// Browser origins allowed to open this route, such as `"https://app.example"`; a
+    /// handshake with another `Origin` gets 403 `origin_forbidden` (cross-site WebSocket
+    /// hijacking). A request without `Origin` (not a browser) is let through. Default: none,
+    /// which allows any origin.
+    #[serde(default)]
+    pub origins: Vec<String>,
 }
 
 /// Per-server limits. Every bound has an outcome a client can see.
@@ -204,6 +210,18 @@ pub struct Limits {
     /// Open connections on this server; more are refused with 503 at the handshake.
     /// Default: 50000.
     pub max_connections: usize,
+    /// Concurrent TCP connections (handshakes in progress and open WebSockets) from one
+    /// client address (IPv6: one /64); more are refused with 429 at the handshake. Generous
+    /// because many clients can share one address behind NAT. `0` turns it off.
+    /// Default: 1000.
+    pub max_connections_per_ip: usize,
+    /// Messages (data and control frames) one connection may send per second on average;
+    /// more close it with 1008 "message rate limit exceeded". `0` turns it off.
+    /// Default: 0 (off).
+    pub max_messages_per_sec: u32,
+    /// How many messages a connection may send at once above `max_messages_per_sec`
+    /// (the token bucket's size); `0` means as many as `max_messages_per_sec`. Default: 0.
+    pub message_burst: u32,
     /// Bytes queued for one connection that it has not read yet; a push beyond it marks the
     /// client a slow consumer and closes it with `slow_consumer_code`. Default: `"4MiB"`.
     #[serde(deserialize_with = "units::size")]
@@ -263,6 +281,9 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 50_000,
+            max_connections_per_ip: 1000,
+            max_messages_per_sec: 0,
+            message_burst: 0,
             max_queue_size: 4 << 20,
             slow_consumer_code: 1008,
             max_request_head: 16 << 10,
@@ -314,6 +335,7 @@ impl ServerConfig {
             path: path.into(),
             handler: handler.into(),
             protocols: Vec::new(),
+            origins: Vec::new(),
         });
         self
     }
@@ -379,6 +401,8 @@ impl Config {
     /// | `WHARF_<NAME>_MAX_CONNECTIONS` | its `limits.max_connections` |
     /// | `WHARF_<NAME>_MAX_MESSAGE_SIZE` | its `limits.max_message_size` |
     /// | `WHARF_<NAME>_TLS_CERT`, `WHARF_<NAME>_TLS_KEY` | its `tls` (both or neither) |
+    /// | `WHARF_<NAME>_MAX_CONNECTIONS_PER_IP` | its `limits.max_connections_per_ip` |
+    /// | `WHARF_<NAME>_MAX_MESSAGES_PER_SEC` | its `limits.max_messages_per_sec` |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
@@ -445,6 +469,22 @@ impl Config {
                     ));
                 }
             }
+            if let Some(v) = var(&name("MAX_CONNECTIONS_PER_IP")) {
+                server.limits.max_connections_per_ip = v.parse().map_err(|_| {
+                    bad(
+                        &name("MAX_CONNECTIONS_PER_IP"),
+                        format!("`{v}` is not a number"),
+                    )
+                })?;
+            }
+            if let Some(v) = var(&name("MAX_MESSAGES_PER_SEC")) {
+                server.limits.max_messages_per_sec = v.parse().map_err(|_| {
+                    bad(
+                        &name("MAX_MESSAGES_PER_SEC"),
+                        format!("`{v}` is not a number"),
+                    )
+                })?;
+            }
             if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
                 server.limits.max_message_size =
                     parse_size(&v).map_err(|m| bad(&name("MAX_MESSAGE_SIZE"), m))?;
@@ -507,6 +547,12 @@ impl Config {
                     "config routes mount WebSocket handlers; this server is `http`".into(),
                 ));
             }
+            if server.limits.message_burst != 0 && server.limits.max_messages_per_sec == 0 {
+                return Err(key_err(
+                    key("limits.message_burst"),
+                    "needs max_messages_per_sec above 0".into(),
+                ));
+            }
             for (j, route) in server.routes.iter().enumerate() {
                 if !route.path.starts_with('/') {
                     return Err(key_err(
@@ -514,9 +560,30 @@ impl Config {
                         format!("`{}` must start with `/`", route.path),
                     ));
                 }
+                if let Some(bad) = route.origins.iter().find(|o| !is_origin(o)) {
+                    return Err(key_err(
+                        format!("server[{i}].route[{j}].origins"),
+                        format!("`{bad}` is not an origin such as `https://app.example`"),
+                    ));
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `text` looks like a serialized origin: `scheme://host[:port]`, no path.
+fn is_origin(text: &str) -> bool {
+    match text.split_once("://") {
+        Some((scheme, host)) => {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', ' '])
+        }
+        None => false,
     }
 }
 
@@ -594,6 +661,45 @@ mod tests {
         )
         .expect_err("duplicate");
         assert_eq!(err.key(), Some("server[1].name"));
+    }
+
+    #[test]
+    fn new_limits_parse_and_validate() {
+        let config = Config::from_toml_str(
+            "[[server]]\nname='ws'\nkind='websocket'\nport=1\n\
+             route=[{ path='/a', handler='echo', origins=['https://app.example'] }]\n\
+             [server.limits]\nmax_connections_per_ip=5\nmax_messages_per_sec=10\nmessage_burst=20\n",
+        )
+        .expect("valid");
+        let server = &config.servers[0];
+        assert_eq!(server.routes[0].origins, ["https://app.example"]);
+        assert_eq!(
+            (
+                server.limits.max_connections_per_ip,
+                server.limits.max_messages_per_sec,
+                server.limits.message_burst
+            ),
+            (5, 10, 20)
+        );
+        let err = Config::from_toml_str(
+            "[[server]]\nname='ws'\nkind='websocket'\nport=1\n\
+             route=[{ path='/a', handler='echo', origins=['app.example'] }]\n",
+        )
+        .expect_err("not an origin");
+        assert_eq!(err.key(), Some("server[0].route[0].origins"));
+        let err = Config::from_toml_str(
+            "[[server]]\nname='ws'\nkind='websocket'\nport=1\n[server.limits]\nmessage_burst=5\n",
+        )
+        .expect_err("a burst without a rate");
+        assert_eq!(err.key(), Some("server[0].limits.message_burst"));
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "WHARF_WS_MAX_MESSAGES_PER_SEC").then(|| "100".to_owned()))
+            .expect("valid");
+        assert_eq!(
+            config.server("ws").map(|s| s.limits.max_messages_per_sec),
+            Some(100)
+        );
     }
 
     #[test]

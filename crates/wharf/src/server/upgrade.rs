@@ -64,8 +64,20 @@ pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
     shared: &'r Arc<ServerShared>,
     stream: &mut S,
     peer: SocketAddr,
+    peer_has_slot: bool,
 ) -> Option<Accepted<'r>> {
     let limits = &shared.limits;
+    if !peer_has_slot {
+        // Answered at once, without waiting for the request: an address over its cap must
+        // not hold more sockets for a whole handshake timeout. `refuse` drains what the
+        // client sends meanwhile, so it reads the 429 rather than a reset.
+        debug!(%peer, "too many connections from this address");
+        let response = shared
+            .error_handler
+            .rejection(Rejection::too_many_connections_from_ip());
+        refuse(stream, response, peer, "").await;
+        return None;
+    }
     let read = read_head(stream, limits.max_request_head, limits.max_headers);
     let head = match tokio::time::timeout(limits.handshake_timeout, read).await {
         Err(_) => {
@@ -85,6 +97,7 @@ pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ok(Ok(Ok(head))) => head,
     };
+
     let path = head.request.uri().path().to_owned();
     match decide(shared, head, peer).await {
         Ok(accepted) => {
@@ -124,6 +137,9 @@ async fn decide<'r>(
         return Err(reject(Rejection::route_not_found(request.uri().path())));
     };
     let accept = validate_upgrade(&request).map_err(reject)?;
+    // Before any middleware: a forbidden origin must not reach authentication (a cookie
+    // check would succeed for the hijacking page).
+    route.check_origin(request.headers()).map_err(reject)?;
     if *shared.shutdown.borrow() {
         return Err(reject(Rejection::too_many_connections()));
     }
