@@ -84,6 +84,9 @@ pub(crate) struct Cluster {
     queue: mpsc::Sender<(Arc<str>, Bytes)>,
     counters: Counters,
     dirty: Notify,
+    /// Set (and `broken` notified) when a publish or presence write fails on the current
+    /// link; cleared when a new link is up, so a failure of the old one is not held against it.
+    broken_flag: AtomicBool,
     broken: Notify,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -112,6 +115,7 @@ impl Cluster {
             queue,
             counters: Counters::default(),
             dirty: Notify::new(),
+            broken_flag: AtomicBool::new(false),
             broken: Notify::new(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -292,6 +296,7 @@ impl Cluster {
         let mut attempt = 0u32;
         loop {
             if let Some((link, mut subscription)) = current.take() {
+                self.broken_flag.store(false, Ordering::Relaxed);
                 self.set_link(Some(link));
                 self.mark_dirty();
                 attempt = 0;
@@ -301,7 +306,7 @@ impl Cluster {
                             Ok(payload) => self.receive(payload, &sender),
                             Err(e) => break e,
                         },
-                        () = self.broken.notified() => {
+                        () = self.link_failed() => {
                             break BackplaneError::new("a publish or presence write failed");
                         }
                     }
@@ -319,6 +324,23 @@ impl Cluster {
                     current = Some(pair);
                 }
                 Err(error) => debug!(%engine, %error, attempt, "backplane reconnect failed"),
+            }
+        }
+    }
+
+    /// A write on the current link failed: the supervisor drops it and reconnects.
+    fn fail_link(&self) {
+        self.broken_flag.store(true, Ordering::Relaxed);
+        self.broken.notify_one();
+    }
+
+    /// Completes when a write on the current link has failed (a stale wake-up from an
+    /// earlier link is ignored).
+    async fn link_failed(&self) {
+        loop {
+            self.broken.notified().await;
+            if self.broken_flag.swap(false, Ordering::Relaxed) {
+                return;
             }
         }
     }
@@ -348,7 +370,7 @@ impl Cluster {
             match sent {
                 Ok(()) => self.counters.published.fetch_add(count, Ordering::Relaxed),
                 Err(_) => {
-                    self.broken.notify_one();
+                    self.fail_link();
                     self.counters.dropped.fetch_add(count, Ordering::Relaxed)
                 }
             };
@@ -374,7 +396,7 @@ impl Cluster {
             };
             if let Err(error) = link.put_presence(node, json.into(), self.ttl).await {
                 debug!(%error, "presence write failed");
-                self.broken.notify_one();
+                self.fail_link();
             }
         }
     }
