@@ -17,6 +17,7 @@ use http::HeaderMap;
 use tower::{Layer, Service};
 
 use crate::handler::{DynHandler, Handler};
+use crate::metrics::RouteCounters;
 use crate::middleware::{BoxError, BoxLayer, HandshakeRequest, HandshakeService, box_layer};
 use crate::rejection::{HandshakeResponse, Rejection};
 
@@ -180,7 +181,13 @@ impl Router {
         self
     }
 
-    pub(crate) fn compile(self, endpoint: HandshakeService) -> Result<CompiledRouter, String> {
+    /// Builds the matcher and each route's service; `counters` gives each route pattern its
+    /// metrics, looked up once here rather than on every connection.
+    pub(crate) fn compile(
+        self,
+        endpoint: HandshakeService,
+        counters: impl Fn(&str) -> Arc<RouteCounters>,
+    ) -> Result<CompiledRouter, String> {
         let mut matcher = matchit::Router::new();
         let mut routes = Vec::with_capacity(self.routes.len());
         for (index, (path, route)) in self.routes.into_iter().enumerate() {
@@ -194,6 +201,7 @@ impl Router {
                 .chain(self.layers.iter().rev())
                 .fold(endpoint.clone(), |inner, layer| layer(inner));
             routes.push(CompiledRoute {
+                counters: counters(&path),
                 pattern: path.into(),
                 handler: route.handler,
                 protocols: route.protocols.into(),
@@ -213,6 +221,7 @@ pub(crate) struct CompiledRoute {
     pub(crate) origins: Box<[String]>,
     pub(crate) ping: PingPolicy,
     pub(crate) service: HandshakeService,
+    pub(crate) counters: Arc<RouteCounters>,
 }
 
 impl CompiledRoute {

@@ -251,8 +251,11 @@ impl ServerBuilder {
         for (_, extra) in mine {
             router = router.merge(extra);
         }
+        let metrics = self.sender.clone();
         router
-            .compile(upgrade::accept_service())
+            .compile(upgrade::accept_service(), |pattern| {
+                metrics.counters().route(&server.name, pattern)
+            })
             .map_err(|e| Error::Setup(format!("server `{}`: {e}", server.name)))
     }
 
@@ -452,7 +455,6 @@ async fn serve_connection<S>(
         slot,
     } = accepted;
     let user = data.get::<UserId>().map(|u| Arc::<str>::from(u.0.as_str()));
-    let counters = shared.sender.counters().route(&shared.name, &route.pattern);
     let conn = Conn(Arc::new(ConnShared {
         id: shared.sender.registry().next_id(),
         server: shared.name.clone(),
@@ -471,7 +473,7 @@ async fn serve_connection<S>(
         rooms: std::sync::Mutex::new(Some(Vec::new())),
         outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size),
         sender: shared.sender.clone(),
-        counters,
+        counters: route.counters.clone(),
     }));
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
