@@ -55,6 +55,9 @@ pub struct ConnectionArgs {
     /// wss://: the TLS server name to send and verify, instead of the URL's host
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
+    /// Offer permessage-deflate (compressed messages both ways when the server accepts)
+    #[arg(long)]
+    pub compress: bool,
     /// Connect timeout; for `wharf client --send`, also the bound on waiting for the
     /// expected messages
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -70,6 +73,7 @@ impl Default for ConnectionArgs {
             token: None,
             ca_file: None,
             server_name: None,
+            compress: false,
             timeout: 10.0,
         }
     }
@@ -115,6 +119,7 @@ impl ConnectionArgs {
         config.protocols.clone_from(&self.protocols);
         config.ca_file.clone_from(&self.ca_file);
         config.server_name.clone_from(&self.server_name);
+        config.compression = self.compress;
         Ok(config)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
-use wharf_proto::{Decoder, DecoderConfig, Frame, OpCode, Role};
+use wharf_proto::{Decoder, DecoderConfig, Deflater, Frame, OpCode, Role};
 
 use crate::handshake::Handshake;
 use crate::transport::{ReadHalf, Stream, WriteHalf};
@@ -96,7 +96,13 @@ struct Writer {
     close_sent: bool,
     buf: Vec<u8>,
     masks: MaskKeys,
+    /// permessage-deflate, when negotiated: compresses messages of `COMPRESS_FROM` bytes or more.
+    deflater: Option<Deflater>,
+    scratch: Vec<u8>,
 }
+
+/// Messages shorter than this are sent uncompressed, as by the server's default threshold.
+const COMPRESS_FROM: usize = 128;
 
 /// Masking keys: wyrand seeded from the OS once per connection, not one `getrandom` call per
 /// frame (that is a syscall per message on many systems, and `wharf bench` sends hundreds of
@@ -124,8 +130,22 @@ impl Writer {
             return Err(ClientError::Closed);
         }
         self.buf.clear();
-        wharf_proto::encode_frame(&mut self.buf, opcode, payload, Some(self.masks.next()));
+        self.encode(opcode, payload);
         self.flush().await
+    }
+
+    /// Appends one frame, compressed when negotiated and worth it.
+    fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = Some(self.masks.next());
+        let data = matches!(opcode, OpCode::Text | OpCode::Binary);
+        match &mut self.deflater {
+            Some(deflater) if data && payload.len() >= COMPRESS_FROM => {
+                self.scratch.clear();
+                deflater.compress(payload, &mut self.scratch);
+                wharf_proto::encode_compressed_frame(&mut self.buf, opcode, &self.scratch, mask);
+            }
+            _ => wharf_proto::encode_frame(&mut self.buf, opcode, payload, mask),
+        }
     }
 
     /// Encodes several messages and writes them with one `write` (usually one syscall).
@@ -135,9 +155,7 @@ impl Writer {
         }
         self.buf.clear();
         for message in messages {
-            let opcode = message.opcode();
-            let mask = self.masks.next();
-            wharf_proto::encode_frame(&mut self.buf, opcode, message.as_bytes(), Some(mask));
+            self.encode(message.opcode(), message.as_bytes());
         }
         self.flush().await
     }
@@ -363,6 +381,7 @@ pub struct Client {
     sender: ClientSender,
     receiver: ClientReceiver,
     protocol: Option<String>,
+    deflate: Option<wharf_proto::DeflateParams>,
     close_timeout: Duration,
 }
 
@@ -374,12 +393,28 @@ impl Client {
             close_sent: false,
             buf: Vec::new(),
             masks: MaskKeys::new(),
+            // A server may limit our window to 8 bits, which raw DEFLATE cannot produce:
+            // then every message goes uncompressed (RFC 7692 allows that).
+            deflater: handshake
+                .deflate
+                .filter(|p| p.client_max_window_bits >= 9)
+                .map(|params| {
+                    Deflater::new(
+                        params.client_max_window_bits,
+                        6,
+                        params.client_no_context_takeover,
+                    )
+                }),
+            scratch: Vec::new(),
         }));
-        let decoder = Decoder::new(
+        let mut decoder = Decoder::new(
             DecoderConfig::new(Role::Client)
                 .with_max_message_size(config.max_message_size)
                 .with_max_frame_size(config.max_message_size),
         );
+        if let Some(params) = &handshake.deflate {
+            decoder.enable_deflate(params);
+        }
         Client {
             sender: ClientSender {
                 writer: writer.clone(),
@@ -394,8 +429,15 @@ impl Client {
                 done: false,
             },
             protocol: handshake.protocol,
+            deflate: handshake.deflate,
             close_timeout: config.close_timeout,
         }
+    }
+
+    /// The permessage-deflate parameters the server agreed to, when compression was
+    /// offered ([`ClientConfig::compression`]) and accepted.
+    pub fn deflate(&self) -> Option<&wharf_proto::DeflateParams> {
+        self.deflate.as_ref()
     }
 
     /// The subprotocol the server chose, if any.

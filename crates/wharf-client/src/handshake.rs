@@ -2,7 +2,12 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use wharf_proto::DeflateParams;
+
 use crate::url::Target;
+
+/// The permessage-deflate offer: any window from the server, ours as it likes.
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 use crate::{ClientConfig, ClientError};
 
 /// Largest response head accepted.
@@ -15,6 +20,8 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Handshake {
     pub(crate) protocol: Option<String>,
+    /// permessage-deflate, when offered and accepted.
+    pub(crate) deflate: Option<DeflateParams>,
     /// Bytes read after the response head (the first frames).
     pub(crate) leftover: Vec<u8>,
 }
@@ -31,7 +38,7 @@ pub(crate) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
 
     let mut buf = Vec::with_capacity(1024);
-    let (status, head_len, protocol, content_length) = loop {
+    let (status, head_len, (protocol, deflate), content_length) = loop {
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -60,7 +67,11 @@ pub(crate) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
         let body = read_body(stream, leftover, content_length).await;
         return Err(ClientError::Refused { status, body });
     }
-    Ok(Handshake { protocol, leftover })
+    Ok(Handshake {
+        protocol,
+        deflate,
+        leftover,
+    })
 }
 
 fn request(target: &Target, config: &ClientConfig, key: &str) -> Result<String, ClientError> {
@@ -72,6 +83,11 @@ fn request(target: &Target, config: &ClientConfig, key: &str) -> Result<String, 
     if !config.protocols.is_empty() {
         req.push_str("Sec-WebSocket-Protocol: ");
         req.push_str(&config.protocols.join(", "));
+        req.push_str("\r\n");
+    }
+    if config.compression {
+        req.push_str("Sec-WebSocket-Extensions: ");
+        req.push_str(DEFLATE_OFFER);
         req.push_str("\r\n");
     }
     for (name, value) in &config.headers {
@@ -86,13 +102,16 @@ fn request(target: &Target, config: &ClientConfig, key: &str) -> Result<String, 
     Ok(req)
 }
 
-/// Validates a response head; returns the negotiated protocol and the content length.
+/// The negotiated subprotocol and permessage-deflate parameters.
+type Negotiated = (Option<String>, Option<DeflateParams>);
+
+/// Validates a response head; returns what was negotiated and the content length.
 fn check_response(
     status: u16,
     headers: &[httparse::Header<'_>],
     key: &str,
     config: &ClientConfig,
-) -> Result<(Option<String>, Option<usize>), ClientError> {
+) -> Result<(Negotiated, Option<usize>), ClientError> {
     let get = |name: &str| {
         headers
             .iter()
@@ -102,7 +121,7 @@ fn check_response(
     };
     let content_length = get("content-length").and_then(|v| v.parse().ok());
     if status != 101 {
-        return Ok((None, content_length));
+        return Ok(((None, None), content_length));
     }
     let bad = |why: &str| {
         Err(ClientError::Protocol(format!(
@@ -121,15 +140,24 @@ fn check_response(
     if get("sec-websocket-accept") != Some(wharf_proto::accept_key(key.as_bytes()).as_str()) {
         return bad("wrong Sec-WebSocket-Accept");
     }
-    if get("sec-websocket-extensions").is_some_and(|v| !v.is_empty()) {
-        return bad("the server chose an extension that was not offered");
-    }
+    let deflate = match get("sec-websocket-extensions") {
+        None | Some("") => None,
+        Some(value) if config.compression => match DeflateParams::from_response(value) {
+            Some(params) => Some(params),
+            None => {
+                return bad(&format!(
+                    "the server answered {value:?} to a permessage-deflate offer"
+                ));
+            }
+        },
+        Some(_) => return bad("the server chose an extension that was not offered"),
+    };
     let protocol = match get("sec-websocket-protocol") {
         None | Some("") => None,
         Some(p) if config.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
         Some(p) => return bad(&format!("the server chose protocol {p:?}, not offered")),
     };
-    Ok((protocol, content_length))
+    Ok(((protocol, deflate), content_length))
 }
 
 /// Reads a refusal body: `Content-Length` bytes, or until EOF; bounded in size and time.
@@ -197,7 +225,7 @@ mod tests {
             },
         ];
         let got = check_response(101, &ok, key, &config);
-        assert!(matches!(got, Ok((Some(ref p), None)) if p == "chat"));
+        assert!(matches!(got, Ok(((Some(ref p), None), None)) if p == "chat"));
         let mut wrong = ok;
         wrong[2].value = b"nope";
         assert!(check_response(101, &wrong, key, &config).is_err());

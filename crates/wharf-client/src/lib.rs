@@ -57,6 +57,7 @@ mod url;
 pub use client::{Client, ClientReceiver, ClientSender, Event, Message};
 pub use error::ClientError;
 pub use reconnect::{HookFuture, OnConnect, Reconnecting, backoff};
+pub use wharf_proto::DeflateParams;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,6 +97,9 @@ pub struct ClientConfig {
     /// instead of the URL's host; for a server reached by IP address or through a tunnel
     /// (default none: the URL's host). The `Host` header still carries the URL's host.
     pub server_name: Option<String>,
+    /// Offer permessage-deflate (RFC 7692); when the server accepts, messages of 128 bytes
+    /// or more are sent compressed and compressed messages are inflated (default false).
+    pub compression: bool,
     /// The rustls configuration built from `ca_file`, shared by clones.
     tls: transport::TlsCache,
 }
@@ -110,6 +114,7 @@ impl Default for ClientConfig {
             close_timeout: Duration::from_secs(5),
             ca_file: None,
             server_name: None,
+            compression: false,
             tls: transport::TlsCache::default(),
         }
     }
@@ -137,6 +142,16 @@ impl ClientConfig {
     /// Sets the largest incoming message accepted.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Offers permessage-deflate.
+    ///
+    /// ```
+    /// assert!(wharf_client::ClientConfig::default().with_compression(true).compression);
+    /// ```
+    pub fn with_compression(mut self, on: bool) -> Self {
+        self.compression = on;
         self
     }
 

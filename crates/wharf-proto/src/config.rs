@@ -39,11 +39,6 @@ pub struct DecoderConfig {
     pub max_message_size: usize,
     /// The largest frame payload, default 16 MiB; more is refused with 1009.
     pub max_frame_size: usize,
-    /// Accept RSV1 on the first frame of a data message (default false).
-    /// Groundwork for permessage-deflate: such a message is passed on as
-    /// received, without decompression or UTF-8 validation, and [`Frame`](crate::Frame)
-    /// does not yet say it was compressed.
-    pub allow_rsv1: bool,
     /// The least a fragment of a fragmented message counts for against
     /// [`max_message_size`](Self::max_message_size), default 64 bytes: a
     /// fragment of `n` bytes costs `max(n, fragment_cost)`. Tiny (or empty)
@@ -59,14 +54,13 @@ impl DecoderConfig {
     ///
     /// ```
     /// let c = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
-    /// assert!(!c.allow_rsv1);
+    /// assert_eq!(c.fragment_cost, 64);
     /// ```
     pub const fn new(role: Role) -> Self {
         Self {
             role,
             max_message_size: 64 << 20,
             max_frame_size: 16 << 20,
-            allow_rsv1: false,
             fragment_cost: 64,
         }
     }
@@ -103,17 +97,6 @@ impl DecoderConfig {
         self.fragment_cost = bytes;
         self
     }
-
-    /// Sets [`allow_rsv1`](Self::allow_rsv1).
-    ///
-    /// ```
-    /// let c = wharf_proto::DecoderConfig::default().with_allow_rsv1(true);
-    /// assert!(c.allow_rsv1);
-    /// ```
-    pub const fn with_allow_rsv1(mut self, allow: bool) -> Self {
-        self.allow_rsv1 = allow;
-        self
-    }
 }
 
 impl Default for DecoderConfig {
@@ -131,15 +114,10 @@ mod tests {
         let c = DecoderConfig::default();
         assert_eq!(c.role, Role::Server);
         assert_eq!((c.max_message_size, c.max_frame_size), (64 << 20, 16 << 20));
-        assert!(!c.allow_rsv1);
         let c = DecoderConfig::new(Role::Client)
             .with_max_message_size(10)
-            .with_max_frame_size(5)
-            .with_allow_rsv1(true);
+            .with_max_frame_size(5);
         assert_eq!(c.role, Role::Client);
-        assert_eq!(
-            (c.max_message_size, c.max_frame_size, c.allow_rsv1),
-            (10, 5, true)
-        );
+        assert_eq!((c.max_message_size, c.max_frame_size), (10, 5));
     }
 }

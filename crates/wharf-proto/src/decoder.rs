@@ -1,7 +1,7 @@
 //! The streaming [`Decoder`]: turns bytes read from a socket into whole
 //! messages and control frames, enforcing every RFC 6455 rule on the way.
 
-use crate::{DecoderConfig, Frame, apply_mask, mask_copy};
+use crate::{DecoderConfig, DeflateParams, Frame, Inflater, apply_mask, mask_copy};
 use crate::{FrameHeader, OpCode, ProtocolError, Role, Utf8Validator};
 
 /// How much a message buffer may reserve ahead of the bytes that have
@@ -24,7 +24,17 @@ struct InFrame {
 #[derive(Debug, Clone, Copy)]
 struct Message {
     text: bool,
-    validate: bool,
+    compressed: bool,
+}
+
+/// permessage-deflate on the receiving side, once negotiated.
+#[derive(Debug)]
+struct Inflate {
+    /// The peer compresses each message on its own: the inflater is dropped after each
+    /// message, so an idle connection keeps no window.
+    no_context_takeover: bool,
+    /// Made at the first compressed message.
+    inflater: Option<Inflater>,
 }
 
 /// The streaming RFC 6455 decoder.
@@ -53,6 +63,8 @@ pub struct Decoder {
     control: Vec<u8>,
     utf8: Utf8Validator,
     error: Option<ProtocolError>,
+    /// Boxed: most connections never negotiate compression.
+    inflate: Option<Box<Inflate>>,
 }
 
 impl Decoder {
@@ -73,7 +85,25 @@ impl Decoder {
             control: Vec::new(),
             utf8: Utf8Validator::new(),
             error: None,
+            inflate: None,
         }
+    }
+
+    /// Accepts messages compressed with permessage-deflate (RSV1 set on their
+    /// first frame) from here on, as `params` negotiated for the peer's
+    /// direction. Such messages are inflated (at most
+    /// [`max_message_size`](DecoderConfig::max_message_size) bytes, else
+    /// 1009) and text is validated after inflating. See
+    /// [`deflate`](crate::deflate) for an example.
+    pub fn enable_deflate(&mut self, params: &DeflateParams) {
+        let no_context_takeover = match self.config.role {
+            Role::Server => params.client_no_context_takeover,
+            Role::Client => params.server_no_context_takeover,
+        };
+        self.inflate = Some(Box::new(Inflate {
+            no_context_takeover,
+            inflater: None,
+        }));
     }
 
     /// The configuration the decoder was built with.
@@ -183,7 +213,7 @@ impl Decoder {
     fn check(&mut self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
         let opcode = OpCode::from_u8(header.opcode).ok_or(ProtocolError::RESERVED_OPCODE)?;
         let compressed = header.rsv == 0b100
-            && self.config.allow_rsv1
+            && self.inflate.is_some()
             && matches!(opcode, OpCode::Text | OpCode::Binary);
         if header.rsv != 0 && !compressed {
             return Err(ProtocolError::RESERVED_BITS);
@@ -252,9 +282,12 @@ impl Decoder {
         match frame.opcode {
             OpCode::Text | OpCode::Binary if frame.fin => {
                 // Fast path: an unfragmented message, copied once.
-                let data = unmasked(payload, frame.mask);
+                let mut data = unmasked(payload, frame.mask);
+                if frame.compressed {
+                    data = self.inflate(&data)?;
+                }
                 let text = frame.opcode == OpCode::Text;
-                if text && !frame.compressed && std::str::from_utf8(&data).is_err() {
+                if text && std::str::from_utf8(&data).is_err() {
                     return Err(ProtocolError::INVALID_UTF8);
                 }
                 out.push(Frame::data(text, data.into()));
@@ -275,8 +308,8 @@ impl Decoder {
     fn start_message(&mut self, frame: &InFrame) {
         if frame.opcode != OpCode::Continuation {
             let text = frame.opcode == OpCode::Text;
-            let validate = text && !frame.compressed;
-            self.message = Some(Message { text, validate });
+            let compressed = frame.compressed;
+            self.message = Some(Message { text, compressed });
             self.utf8.reset();
         }
     }
@@ -296,7 +329,7 @@ impl Decoder {
         reserve(&mut self.data, chunk.len(), frame.remaining, upper);
         let start = self.data.len();
         append(&mut self.data, chunk, frame.mask, frame.offset);
-        if self.message.is_some_and(|m| m.validate) {
+        if self.message.is_some_and(|m| m.text && !m.compressed) {
             let new = self.data.get(start..).unwrap_or_default();
             self.utf8.feed(new)?;
         }
@@ -312,14 +345,36 @@ impl Decoder {
         } else if frame.fin {
             let message = self.message.take();
             let text = message.is_some_and(|m| m.text);
-            if message.is_some_and(|m| m.validate) {
+            let mut data = std::mem::take(&mut self.data);
+            self.cost = 0;
+            if message.is_some_and(|m| m.compressed) {
+                data = self.inflate(&data)?;
+                if text && std::str::from_utf8(&data).is_err() {
+                    return Err(ProtocolError::INVALID_UTF8);
+                }
+            } else if text {
                 self.utf8.finish()?;
             }
-            let data = std::mem::take(&mut self.data);
-            self.cost = 0;
             out.push(Frame::data(text, data.into()));
         }
         Ok(())
+    }
+
+    /// Inflates one compressed message, at most `max_message_size` bytes of it.
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+        let limit = self.config.max_message_size;
+        let Some(state) = self.inflate.as_deref_mut() else {
+            return Err(ProtocolError::RESERVED_BITS);
+        };
+        let no_context_takeover = state.no_context_takeover;
+        let inflater = state
+            .inflater
+            .get_or_insert_with(|| Inflater::new(no_context_takeover));
+        let data = inflater.inflate(compressed, limit)?;
+        if no_context_takeover {
+            state.inflater = None;
+        }
+        Ok(data)
     }
 }
 

@@ -105,8 +105,11 @@ impl ProtocolError {
     pub const INVALID_CLOSE_REASON: Self = Self::invalid_payload("invalid UTF-8 in close reason");
     /// Frame payload over the configured maximum (1009).
     pub const FRAME_TOO_BIG: Self = Self::too_big("frame too big");
-    /// Message over the configured maximum (1009).
+    /// Message over the configured maximum (1009); for a compressed
+    /// message, its inflated size.
     pub const MESSAGE_TOO_BIG: Self = Self::too_big("message too big");
+    /// A compressed message that is not valid DEFLATE data (1007).
+    pub const INVALID_COMPRESSED_DATA: Self = Self::invalid_payload("invalid compressed data");
 }
 
 impl fmt::Display for ProtocolError {
@@ -148,6 +151,7 @@ mod tests {
             ProtocolError::INVALID_CLOSE_REASON,
             ProtocolError::FRAME_TOO_BIG,
             ProtocolError::MESSAGE_TOO_BIG,
+            ProtocolError::INVALID_COMPRESSED_DATA,
         ] {
             assert!(!e.reason().is_empty() && e.reason().len() <= 123);
         }

@@ -32,10 +32,13 @@
 //! - [`frame`] — [`Frame`], a decoded message or control frame.
 //! - [`decoder`] — [`Decoder`], the streaming decoder.
 //! - [`handshake`] — [`accept_key`], [`is_valid_key`] and [`generate_key`].
+//! - [`deflate`] — permessage-deflate (RFC 7692): [`DeflateConfig`],
+//!   [`DeflateParams`], [`Deflater`], [`Inflater`] and [`encode_compressed_frame`].
 
 pub mod close;
 pub mod config;
 pub mod decoder;
+pub mod deflate;
 pub mod encode;
 pub mod error;
 pub mod frame;
@@ -48,6 +51,7 @@ pub mod utf8;
 pub use close::{is_valid_close_code, parse_close_payload};
 pub use config::{DecoderConfig, Role};
 pub use decoder::Decoder;
+pub use deflate::{DeflateConfig, DeflateParams, Deflater, Inflater, encode_compressed_frame};
 pub use encode::{MAX_CLOSE_REASON_LEN, encode_close, encode_frame, truncate_reason};
 pub use error::ProtocolError;
 pub use frame::Frame;

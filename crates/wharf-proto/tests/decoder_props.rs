@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use wharf_proto::{
-    Decoder, DecoderConfig, Frame, MAX_HEADER_LEN, OpCode, ProtocolError, Role, encode_frame,
-    encode_header, mask_copy,
+    Decoder, DecoderConfig, DeflateConfig, DeflateParams, Frame, MAX_HEADER_LEN, OpCode,
+    ProtocolError, Role, encode_frame, encode_header, mask_copy,
 };
 
 /// A message as the test generates it.
@@ -144,11 +144,17 @@ proptest! {
         small in any::<bool>(),
     ) {
         let role = if client { Role::Client } else { Role::Server };
-        let mut config = DecoderConfig::new(role).with_allow_rsv1(small);
+        let mut config = DecoderConfig::new(role);
         if small {
             config = config.with_max_frame_size(64).with_max_message_size(100);
         }
-        let _ = feed_raw(&mut Decoder::new(config), &bytes, &sizes);
+        let mut decoder = Decoder::new(config);
+        if small {
+            // With permessage-deflate on, RSV1 frames are inflated: garbage must fail cleanly.
+            let params = DeflateParams::negotiate(["permessage-deflate"], &DeflateConfig::default());
+            decoder.enable_deflate(&params.expect("accepted"));
+        }
+        let _ = feed_raw(&mut decoder, &bytes, &sizes);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use http::Extensions;
 use serde::{Serialize, Serializer};
 
+use crate::compression::Fanout;
 use crate::metrics::RouteCounters;
 use crate::outbox::{Outbox, PushError};
 use crate::{CloseCode, Message, SendError, Sender};
@@ -261,23 +262,24 @@ impl Conn {
         let message = message.into();
         let payload = message.as_bytes();
         let result = self.0.outbox.push_frame(message.opcode(), payload);
-        self.count_push(&result, payload.len() + header_len(payload.len()));
-        result.map_err(|e| match e {
+        self.count_push(&result);
+        result.map(drop).map_err(|e| match e {
             PushError::Closed => SendError::Closed(self.0.id),
             PushError::Full => SendError::QueueFull(self.0.id),
         })
     }
 
-    /// Queues an already encoded data frame; false when it was dropped.
-    pub(crate) fn queue_encoded(&self, frame: &[u8]) -> bool {
-        let result = self.0.outbox.push_encoded(frame);
-        self.count_push(&result, frame.len());
+    /// Queues a fan-out message (encoded once for all its recipients); false when it was
+    /// dropped.
+    pub(crate) fn queue_fanout(&self, frame: &Fanout<'_>) -> bool {
+        let result = self.0.outbox.push_fanout(frame);
+        self.count_push(&result);
         result.is_ok()
     }
 
-    fn count_push(&self, result: &Result<(), PushError>, len: usize) {
+    fn count_push(&self, result: &Result<usize, PushError>) {
         match result {
-            Ok(()) => self.0.counters.queued(len),
+            Ok(len) => self.0.counters.queued(*len),
             Err(PushError::Full) => self.0.sender.counters().dropped("queue_full"),
             Err(PushError::Closed) => self.0.sender.counters().dropped("closed"),
         }
@@ -324,15 +326,6 @@ impl fmt::Debug for Conn {
             .field("route", &self.0.route)
             .field("peer", &self.0.peer)
             .finish()
-    }
-}
-
-/// The length of an unmasked frame header for a payload of `len` bytes.
-fn header_len(len: usize) -> usize {
-    match len {
-        0..=125 => 2,
-        126..=65_535 => 4,
-        _ => 10,
     }
 }
 

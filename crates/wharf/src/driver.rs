@@ -113,6 +113,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
+    /// Inflates compressed messages from the client, as negotiated at the handshake.
+    pub(crate) fn enable_deflate(&mut self, params: &wharf_proto::DeflateParams) {
+        self.decoder.enable_deflate(params);
+    }
+
     /// Runs the connection to its end and returns how it ended. `on_close` has run.
     pub(crate) async fn run(
         mut self,

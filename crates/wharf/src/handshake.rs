@@ -163,6 +163,7 @@ pub(crate) fn write_switching(
     out: &mut Vec<u8>,
     accept: &str,
     protocol: Option<&str>,
+    extensions: Option<&str>,
     extra: &HeaderMap,
 ) {
     out.extend_from_slice(
@@ -172,6 +173,10 @@ pub(crate) fn write_switching(
     if let Some(protocol) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(protocol.as_bytes());
+    }
+    if let Some(extensions) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(extensions.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     write_headers(out, extra.iter().filter(|(name, _)| !is_own_header(name)));

@@ -46,6 +46,7 @@
 
 pub mod close_code;
 pub mod cluster;
+mod compression;
 pub mod config;
 mod conn;
 mod driver;
@@ -67,8 +68,8 @@ pub mod server;
 pub use close_code::CloseCode;
 pub use cluster::{Member, Scope};
 pub use config::{
-    ClusterConfig, Config, ConfigError, Heartbeat, Limits, RoomsConfig, RouteConfig, ServerConfig,
-    ServerKind, TlsConfig,
+    ClusterConfig, Compression, Config, ConfigError, Heartbeat, Limits, RoomsConfig, RouteConfig,
+    ServerConfig, ServerKind, TlsConfig,
 };
 pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError, UserId};
 pub use error::{Error, HandlerError, SendError};

@@ -10,9 +10,10 @@
 
 use std::sync::Mutex;
 use std::task::{Context, Waker};
-use wharf_proto::OpCode;
+use wharf_proto::{Deflater, OpCode};
 
 use crate::CloseCode;
+use crate::compression::{Fanout, SendCompression, encode_with};
 
 /// Why a push did not queue anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +31,15 @@ struct State {
     close: Option<(CloseCode, String)>,
     closed: bool,
     overflow: bool,
+    /// The connection's own compressor, with context takeover (made at first use).
+    deflater: Option<Box<Deflater>>,
 }
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
     limit: usize,
+    /// permessage-deflate, when negotiated.
+    compression: Option<Box<SendCompression>>,
 }
 
 /// What the driver found in the outbox.
@@ -50,10 +55,11 @@ pub(crate) enum Drained {
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> Outbox {
+    pub(crate) fn new(limit: usize, compression: Option<SendCompression>) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             limit,
+            compression: compression.map(Box::new),
         }
     }
 
@@ -63,17 +69,55 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Encodes a whole frame into the queue.
-    pub(crate) fn push_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), PushError> {
-        self.push_with(|buf| wharf_proto::encode_frame(buf, opcode, payload, None))
+    /// Encodes a whole frame into the queue (compressed when negotiated and worth it) and
+    /// returns the bytes queued.
+    pub(crate) fn push_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<usize, PushError> {
+        match self.compressing(opcode, payload.len()) {
+            None => self.push_with(|buf, _| wharf_proto::encode_frame(buf, opcode, payload, None)),
+            Some(c) if c.takeover => self.push_own(c, opcode, payload),
+            Some(c) => {
+                // Compressed before the lock is taken: no context links it to other messages.
+                let mut frame = Vec::new();
+                c.encode_fresh(opcode, payload, &mut frame);
+                self.push_with(|buf, _| buf.extend_from_slice(&frame))
+            }
+        }
     }
 
-    /// Appends an already encoded frame (fan-out encodes once and pushes the same bytes everywhere).
-    pub(crate) fn push_encoded(&self, frame: &[u8]) -> Result<(), PushError> {
-        self.push_with(|buf| buf.extend_from_slice(frame))
+    /// Queues one fan-out message: its shared plain or compressed encoding, or (with context
+    /// takeover) compressed by this connection's own compressor.
+    pub(crate) fn push_fanout(&self, frame: &Fanout<'_>) -> Result<usize, PushError> {
+        match self.compressing(frame.opcode, frame.payload.len()) {
+            None => self.push_with(|buf, _| buf.extend_from_slice(&frame.plain)),
+            Some(c) if c.takeover => self.push_own(c, frame.opcode, frame.payload),
+            Some(c) => frame.with_fresh(c, |bytes| {
+                self.push_with(|buf, _| buf.extend_from_slice(bytes))
+            }),
+        }
     }
 
-    fn push_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), PushError> {
+    fn compressing(&self, opcode: OpCode, len: usize) -> Option<&SendCompression> {
+        self.compression.as_deref().filter(|c| c.wants(opcode, len))
+    }
+
+    /// Compresses with the connection's own compressor, under the lock, so messages are
+    /// compressed in the order they are queued.
+    fn push_own(
+        &self,
+        c: &SendCompression,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<usize, PushError> {
+        self.push_with(|buf, deflater| {
+            let deflater = deflater.get_or_insert_with(|| Box::new(c.own_deflater()));
+            encode_with(deflater, opcode, payload, buf);
+        })
+    }
+
+    fn push_with(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>, &mut Option<Box<Deflater>>),
+    ) -> Result<usize, PushError> {
         let mut state = self.lock();
         if state.closed || state.close.is_some() {
             return Err(PushError::Closed);
@@ -83,9 +127,12 @@ impl Outbox {
             wake(&mut state);
             return Err(PushError::Full);
         }
-        encode(&mut state.buf);
+        let before = state.buf.len();
+        let State { buf, deflater, .. } = &mut *state;
+        encode(buf, deflater);
+        let queued = state.buf.len() - before;
         wake(&mut state);
-        Ok(())
+        Ok(queued)
     }
 
     /// Asks the driver to close with `code` and `reason` once what is queued has been written.
@@ -170,9 +217,9 @@ mod tests {
 
     #[test]
     fn push_drain_close_order() {
-        let outbox = Outbox::new(1024);
+        let outbox = Outbox::new(1024, None);
         let mut cx = Context::from_waker(Waker::noop());
-        outbox.push_frame(OpCode::Text, b"hi").expect("queued");
+        assert_eq!(outbox.push_frame(OpCode::Text, b"hi"), Ok(4));
         assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
         assert_eq!(
             outbox.push_frame(OpCode::Text, b"late"),
@@ -193,7 +240,7 @@ mod tests {
 
     #[test]
     fn overflow_is_reported() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(4, None);
         outbox
             .push_frame(OpCode::Binary, b"12345")
             .expect("first fits");

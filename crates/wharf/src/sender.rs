@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::cluster::{Cluster, ClusterStats, Command, Member, NodePresence, Scope};
+use crate::compression::Fanout;
 use crate::conn::{Conn, ConnId, ConnInfo};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::registry::Registry;
@@ -494,11 +495,10 @@ fn deliver(conns: &[Conn], message: &Message, except: Option<ConnId>) -> usize {
     if conns.is_empty() {
         return 0;
     }
-    let mut frame = Vec::with_capacity(message.len() + 10);
-    wharf_proto::encode_frame(&mut frame, message.opcode(), message.as_bytes(), None);
+    let frame = Fanout::new(message.opcode(), message.as_bytes());
     conns
         .iter()
         .filter(|conn| Some(conn.id()) != except)
-        .filter(|conn| conn.queue_encoded(&frame))
+        .filter(|conn| conn.queue_fanout(&frame))
         .count()
 }

@@ -29,7 +29,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::cluster::{Backplane, Cluster};
-use crate::config::{Config, Heartbeat, Limits, ServerConfig, ServerKind};
+use crate::compression::SendCompression;
+use crate::config::{Compression, Config, Heartbeat, Limits, ServerConfig, ServerKind};
 use crate::conn::UserId;
 use crate::conn::{Conn, ConnShared};
 use crate::driver::{Driver, log_closed};
@@ -177,6 +178,7 @@ impl ServerBuilder {
                         name: server.name.as_str().into(),
                         limits: server.limits.clone(),
                         heartbeat: server.heartbeat.clone(),
+                        compression: server.compression.clone(),
                         error_handler: self.error_handler_for(&server.name),
                         sender: self.sender.clone(),
                         router,
@@ -348,6 +350,8 @@ pub(crate) struct ServerShared {
     pub(crate) name: Arc<str>,
     pub(crate) limits: Limits,
     pub(crate) heartbeat: Heartbeat,
+    /// permessage-deflate, negotiated at each handshake when enabled.
+    pub(crate) compression: Compression,
     pub(crate) error_handler: Arc<dyn ErrorHandler>,
     pub(crate) sender: Sender,
     pub(crate) router: CompiledRouter,
@@ -451,9 +455,13 @@ async fn serve_connection<S>(
         data,
         params,
         protocol,
+        deflate,
         leftover,
         slot,
     } = accepted;
+    let send_compression = deflate
+        .as_ref()
+        .and_then(|params| SendCompression::new(params, &shared.compression));
     let user = data.get::<UserId>().map(|u| Arc::<str>::from(u.0.as_str()));
     let conn = Conn(Arc::new(ConnShared {
         id: shared.sender.registry().next_id(),
@@ -471,13 +479,13 @@ async fn serve_connection<S>(
         data,
         user,
         rooms: std::sync::Mutex::new(Some(Vec::new())),
-        outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size),
+        outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size, send_compression),
         sender: shared.sender.clone(),
         counters: route.counters.clone(),
     }));
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
-    let driver = Driver::new(
+    let mut driver = Driver::new(
         stream,
         conn.clone(),
         shared.clone(),
@@ -485,6 +493,9 @@ async fn serve_connection<S>(
         route.ping,
         Vec::new(),
     );
+    if let Some(params) = &deflate {
+        driver.enable_deflate(params);
+    }
     let event = driver.run(leftover, request, shared.shutdown.clone()).await;
     log_closed(&conn, &event);
     shared

@@ -27,9 +27,13 @@ pub struct Wharf {
 impl Wharf {
     /// Starts wharf with `/echo` on 127.0.0.1:`port` (0 = any).
     pub async fn start(port: u16) -> Result<Wharf, wharf::Error> {
-        let config = Config::empty().with_server(
-            ServerConfig::new("ws", ServerKind::Websocket, port).with_host("127.0.0.1"),
-        );
+        Self::start_with(ServerConfig::new("ws", ServerKind::Websocket, port)).await
+    }
+
+    /// Starts wharf with `/echo` on a server configured as `server` (named `ws`, bound to
+    /// 127.0.0.1).
+    pub async fn start_with(server: ServerConfig) -> Result<Wharf, wharf::Error> {
+        let config = Config::empty().with_server(server.with_host("127.0.0.1"));
         let server = Server::builder(config)
             .websocket("ws", Router::new().route("/echo", Echo))
             .bind()

@@ -67,19 +67,126 @@ fn reserved_bits() {
             ProtocolError::RESERVED_BITS
         );
     }
-    let mut d = Decoder::new(DecoderConfig::default().with_allow_rsv1(true));
-    assert_eq!(
-        decode_all(&mut d, &raw(true, 0b100, 2, b"z")),
-        Ok(vec![Frame::Binary("z".into())])
-    );
-    // RSV1 never on control or continuation frames, nor RSV2/RSV3.
+    // RSV1 never on control or continuation frames, nor RSV2/RSV3, even with deflate on.
     for wire in [raw(true, 0b100, 9, b""), raw(true, 0b010, 2, b"")] {
-        let mut d = Decoder::new(DecoderConfig::default().with_allow_rsv1(true));
-        assert_eq!(decode_all(&mut d, &wire), Err(ProtocolError::RESERVED_BITS));
+        assert_eq!(
+            decode_all(&mut deflating(true), &wire),
+            Err(ProtocolError::RESERVED_BITS)
+        );
     }
-    let mut d = Decoder::new(DecoderConfig::default().with_allow_rsv1(true));
-    let wire = [raw(false, 0b100, 2, b"a"), raw(true, 0b100, 0, b"b")].concat();
-    assert_eq!(decode_all(&mut d, &wire), Err(ProtocolError::RESERVED_BITS));
+    let first = compressed(b"ab", true);
+    let wire = [
+        raw(false, 0b100, 2, &first[..1]),
+        raw(true, 0b100, 0, &first[1..]),
+    ]
+    .concat();
+    assert_eq!(
+        decode_all(&mut deflating(true), &wire),
+        Err(ProtocolError::RESERVED_BITS)
+    );
+}
+
+/// A server decoder with permessage-deflate negotiated.
+fn deflating(no_context_takeover: bool) -> Decoder {
+    let config = crate::DeflateConfig {
+        client_no_context_takeover: no_context_takeover,
+        ..crate::DeflateConfig::default()
+    };
+    let params = DeflateParams::negotiate(["permessage-deflate"], &config).expect("accepted");
+    let mut decoder = server();
+    decoder.enable_deflate(&params);
+    decoder
+}
+
+fn compressed(payload: &[u8], no_context_takeover: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::Deflater::new(15, 6, no_context_takeover).compress(payload, &mut out);
+    out
+}
+
+#[test]
+fn compressed_messages_whole_and_fragmented() {
+    let text = "compressed text, compressed text, é中𝄞".repeat(20);
+    let body = compressed(text.as_bytes(), true);
+    let mut d = deflating(true);
+    let whole = raw(true, 0b100, 1, &body);
+    let (a, b) = body.split_at(body.len() / 3);
+    let fragmented = [raw(false, 0b100, 1, a), raw(true, 0, 0, b)].concat();
+    let binary = raw(true, 0b100, 2, &body);
+    let plain = raw(true, 0, 1, b"not compressed");
+    let wire = [whole, fragmented, binary, plain].concat();
+    assert_eq!(
+        decode_all(&mut d, &wire),
+        Ok(vec![
+            Frame::Text(text.clone().into()),
+            Frame::Text(text.clone().into()),
+            Frame::Binary(text.into()),
+            Frame::Text("not compressed".into()),
+        ])
+    );
+    // Split at every byte: the partial path gives the same.
+    let wire = [raw(false, 0b100, 1, a), raw(true, 0, 0, b)].concat();
+    let mut d = deflating(true);
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    for byte in wire {
+        pending.push(byte);
+        let used = d.decode(&pending, &mut out).expect("valid");
+        pending.drain(..used);
+    }
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn context_takeover_spans_messages() {
+    let mut deflater = crate::Deflater::new(15, 6, false);
+    let mut d = deflating(false);
+    for _ in 0..3 {
+        let mut body = Vec::new();
+        deflater.compress(b"the same message again", &mut body);
+        assert_eq!(
+            decode_all(&mut d, &raw(true, 0b100, 1, &body)),
+            Ok(vec![Frame::Text("the same message again".into())])
+        );
+    }
+}
+
+#[test]
+fn compressed_text_is_validated_after_inflating() {
+    let bad = compressed(&[b'a', 0xff, b'b'], true);
+    assert_eq!(
+        decode_all(&mut deflating(true), &raw(true, 0b100, 1, &bad)),
+        Err(ProtocolError::INVALID_UTF8)
+    );
+    let (a, b) = bad.split_at(1);
+    let wire = [raw(false, 0b100, 1, a), raw(true, 0, 0, b)].concat();
+    assert_eq!(
+        decode_all(&mut deflating(true), &wire),
+        Err(ProtocolError::INVALID_UTF8)
+    );
+    // The same bytes as binary are fine.
+    assert_eq!(
+        decode_all(&mut deflating(true), &raw(true, 0b100, 2, &bad)),
+        Ok(vec![Frame::Binary(Bytes::from_static(&[b'a', 0xff, b'b']))])
+    );
+}
+
+#[test]
+fn compression_bomb_and_garbage() {
+    // 8 MiB of zeros compress to a few KiB; the limit is on the inflated size.
+    let bomb = compressed(&vec![0; 8 << 20], true);
+    let config = DecoderConfig::default().with_max_message_size(1 << 20);
+    let params = DeflateParams::negotiate(["permessage-deflate"], &crate::DeflateConfig::default());
+    let mut d = Decoder::new(config);
+    d.enable_deflate(&params.expect("accepted"));
+    assert_eq!(
+        decode_all(&mut d, &raw(true, 0b100, 2, &bomb)),
+        Err(ProtocolError::MESSAGE_TOO_BIG)
+    );
+    assert_eq!(
+        decode_all(&mut deflating(true), &raw(true, 0b100, 2, &[0xff; 8])),
+        Err(ProtocolError::INVALID_COMPRESSED_DATA)
+    );
 }
 
 #[test]

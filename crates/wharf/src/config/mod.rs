@@ -14,6 +14,7 @@
 //! assert_eq!(config.servers[0].limits.max_message_size, 1 << 20);
 //! ```
 
+mod compression;
 mod units;
 
 use serde::Deserialize;
@@ -21,6 +22,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use compression::Compression;
 pub(crate) use units::{parse_duration, parse_size};
 
 /// The whole configuration of a wharf process.
@@ -132,6 +134,10 @@ pub struct ServerConfig {
     /// Serve `https` / `wss` with this certificate and key. Default: none (plain TCP).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// permessage-deflate (`[server.compression]`, WebSocket servers). Default: off; see
+    /// [`Compression`].
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 /// `tls = { cert = "cert.pem", key = "key.pem" }`: PEM files, the certificate chain (leaf
@@ -314,7 +320,20 @@ impl ServerConfig {
             heartbeat: Heartbeat::default(),
             routes: Vec::new(),
             tls: None,
+            compression: Compression::default(),
         }
+    }
+
+    /// Sets permessage-deflate.
+    ///
+    /// ```
+    /// use wharf::{Compression, ServerConfig, ServerKind};
+    /// let server = ServerConfig::new("ws", ServerKind::Websocket, 0).with_compression(Compression::on());
+    /// assert!(server.compression.enabled);
+    /// ```
+    pub fn with_compression(mut self, compression: Compression) -> ServerConfig {
+        self.compression = compression;
+        self
     }
 
     /// Serves this server over TLS.
@@ -403,6 +422,7 @@ impl Config {
     /// | `WHARF_<NAME>_TLS_CERT`, `WHARF_<NAME>_TLS_KEY` | its `tls` (both or neither) |
     /// | `WHARF_<NAME>_MAX_CONNECTIONS_PER_IP` | its `limits.max_connections_per_ip` |
     /// | `WHARF_<NAME>_MAX_MESSAGES_PER_SEC` | its `limits.max_messages_per_sec` |
+    /// | `WHARF_<NAME>_COMPRESSION` | its `compression.enabled` (`true`/`false`) |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
@@ -485,6 +505,11 @@ impl Config {
                     )
                 })?;
             }
+            if let Some(v) = var(&name("COMPRESSION")) {
+                server.compression.enabled = v.parse().map_err(|_| {
+                    bad(&name("COMPRESSION"), format!("`{v}` is not true or false"))
+                })?;
+            }
             if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
                 server.limits.max_message_size =
                     parse_size(&v).map_err(|m| bad(&name("MAX_MESSAGE_SIZE"), m))?;
@@ -552,6 +577,9 @@ impl Config {
                     key("limits.message_burst"),
                     "needs max_messages_per_sec above 0".into(),
                 ));
+            }
+            if let Err((field, message)) = server.compression.check() {
+                return Err(key_err(key(&format!("compression.{field}")), message));
             }
             for (j, route) in server.routes.iter().enumerate() {
                 if !route.path.starts_with('/') {

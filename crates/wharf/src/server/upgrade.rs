@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use tracing::{debug, error};
+use wharf_proto::DeflateParams;
 
 use super::ServerShared;
 use crate::conn::OpenRequest;
@@ -54,6 +55,8 @@ pub(crate) struct Accepted<'r> {
     pub(crate) data: Extensions,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) protocol: Option<String>,
+    /// permessage-deflate, when enabled and offered.
+    pub(crate) deflate: Option<DeflateParams>,
     pub(crate) leftover: Vec<u8>,
     pub(crate) slot: Slot,
 }
@@ -102,10 +105,12 @@ pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
     match decide(shared, head, peer).await {
         Ok(accepted) => {
             let mut out = Vec::with_capacity(256);
+            let extensions = accepted.0.deflate.map(|params| params.to_header());
             write_switching(
                 &mut out,
                 &accepted.1,
                 accepted.0.protocol.as_deref(),
+                extensions.as_deref(),
                 &accepted.2,
             );
             if stream.write_all(&out).await.is_err() {
@@ -179,6 +184,14 @@ async fn decide<'r>(
         .iter()
         .filter_map(|v| v.to_str().ok());
     let protocol = route.pick_protocol(offered).map(str::to_owned);
+    let deflate = shared.compression.enabled.then(|| {
+        let offers = request
+            .headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        DeflateParams::negotiate(offers, &shared.compression.negotiation())
+    });
     let headers = std::mem::take(response.headers_mut());
     let accepted = Accepted {
         route,
@@ -186,6 +199,7 @@ async fn decide<'r>(
         data,
         params,
         protocol,
+        deflate: deflate.flatten(),
         leftover,
         slot,
     };

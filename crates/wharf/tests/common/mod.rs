@@ -308,6 +308,8 @@ pub(crate) struct RawWs {
 #[derive(Debug)]
 pub(crate) struct ServerFrame {
     pub(crate) fin: bool,
+    /// RSV1: the message is compressed (permessage-deflate).
+    pub(crate) rsv1: bool,
     pub(crate) opcode: u8,
     pub(crate) payload: Vec<u8>,
 }
@@ -461,6 +463,7 @@ pub(crate) async fn read_frame(tcp: &mut TcpStream) -> Option<ServerFrame> {
     tcp.read_exact(&mut payload).await.ok()?;
     Some(ServerFrame {
         fin: head[0] & 0x80 != 0,
+        rsv1: head[0] & 0x40 != 0,
         opcode: head[0] & 0x0f,
         payload,
     })
