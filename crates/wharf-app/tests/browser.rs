@@ -57,6 +57,7 @@ async fn run_script(app: &TestApp, script: &str) {
         .arg(script)
         .current_dir(repo_root().join("tests/browser"))
         .env("WHARF_HTTP_URL", format!("http://{}", app.http))
+        .env("WHARF_WS_URL", format!("ws://{}", app.ws))
         .env("WHARF_API_KEY", API_KEY)
         .env("WHARF_ACCOUNT", ACCOUNT)
         .env("WHARF_PASSWORD", PASSWORD)
@@ -149,6 +150,13 @@ async fn dashboard_follows_connections_live_and_closes_one() {
         !demo_left,
         "the closed connection is still listed: {listing}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_negotiates_permessage_deflate() {
+    require_tools();
+    let app = start("[server.compression]\nenabled = true\n").await;
+    run_script(&app, "compression.mjs").await;
 }
 
 #[tokio::test]

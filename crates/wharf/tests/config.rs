@@ -157,6 +157,7 @@ async fn setup_errors() {
 
 #[test]
 fn the_readme_configuration_block_parses_with_the_limits_it_lists() {
+    // (Compression is listed with its defaults, off.)
     let readme = include_str!("../../../README.md");
     let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
     let block = &readme[start..];
@@ -165,6 +166,13 @@ fn the_readme_configuration_block_parses_with_the_limits_it_lists() {
     let ws = config.server("ws").expect("ws");
     assert_eq!(ws.limits.max_connections_per_ip, 1000);
     assert_eq!(ws.limits.max_messages_per_sec, 0);
+    assert_eq!(ws.compression, wharf::Compression::default());
+    // The commented-out tls line is valid where it stands.
+    let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }";
+    let with_tls = block.replacen(&format!("# {tls}"), tls, 1);
+    assert_ne!(with_tls, block);
+    let config = Config::from_toml_str(&with_tls).expect("valid with tls");
+    assert!(config.server("ws").expect("ws").tls.is_some());
     // The commented-out route with origins is valid too.
     let origins =
         "route = [{ path = \"/echo\", handler = \"echo\", origins = [\"https://app.example\"] }]";

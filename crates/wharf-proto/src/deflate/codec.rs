@@ -204,7 +204,9 @@ mod tests {
         for bits in 9..=15 {
             let mut wire = Vec::new();
             Deflater::new(bits, 6, true).compress(&text, &mut wire);
-            let out = Inflater::new(true).inflate(&wire, text.len()).expect("valid");
+            let out = Inflater::new(true)
+                .inflate(&wire, text.len())
+                .expect("valid");
             assert_eq!(out, text, "window {bits}");
         }
     }

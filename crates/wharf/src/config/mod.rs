@@ -692,6 +692,50 @@ mod tests {
     }
 
     #[test]
+    fn compression_parses_validates_and_follows_the_environment() {
+        let ws = |table: &str| {
+            format!(
+                "[[server]]\nname='ws'\nkind='websocket'\nport=1\n[server.compression]\n{table}"
+            )
+        };
+        let config =
+            Config::from_toml_str(&ws("enabled=true\nlevel=1\nserver_max_window_bits=10\n"))
+                .expect("valid");
+        let compression = &config.servers[0].compression;
+        assert!(compression.enabled);
+        assert_eq!(
+            (compression.level, compression.server_max_window_bits),
+            (1, 10)
+        );
+        assert_eq!(compression.threshold, 128);
+        for (table, key) in [
+            ("level=10", "server[0].compression.level"),
+            (
+                "server_max_window_bits=8",
+                "server[0].compression.server_max_window_bits",
+            ),
+            (
+                "client_max_window_bits=7",
+                "server[0].compression.client_max_window_bits",
+            ),
+        ] {
+            let err = Config::from_toml_str(&ws(table)).expect_err(table);
+            assert_eq!(err.key(), Some(key), "{table}");
+        }
+        assert!(Config::from_toml_str(&ws("bogus=1")).is_err());
+        let mut config = Config::default();
+        assert!(!config.servers[1].compression.enabled);
+        config
+            .apply_env(|name| (name == "WHARF_WS_COMPRESSION").then(|| "true".to_owned()))
+            .expect("valid");
+        assert!(config.server("ws").expect("ws").compression.enabled);
+        let err = Config::default()
+            .apply_env(|name| (name == "WHARF_WS_COMPRESSION").then(|| "yes".to_owned()))
+            .expect_err("not a bool");
+        assert!(err.to_string().contains("WHARF_WS_COMPRESSION"), "{err}");
+    }
+
+    #[test]
     fn new_limits_parse_and_validate() {
         let config = Config::from_toml_str(
             "[[server]]\nname='ws'\nkind='websocket'\nport=1\n\

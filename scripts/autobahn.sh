@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite's full suite (all 517 cases, permessage-deflate sections 12 and 13
+# included) against the echo route of a release `wharf serve` with compression on. Exits
+# non-zero on any FAILED case, so `.ci/run` fails on a conformance regression.
+#
+#   scripts/autobahn.sh [REPORT_DIR]        (default: <target>/autobahn)
+#   scripts/autobahn.sh --prepare           (only install the suite and build wharf)
+#
+# The suite comes from the shared tool `autobahn.sh` (installed here on first use, as root,
+# about a minute): $WHARF_AUTOBAHN, else ../shared/tools/autobahn/autobahn.sh beside the
+# repository, else /work/shared/tools/autobahn/autobahn.sh. It takes about 10 minutes, bound
+# by the suite's Python client; docs/conformance.md has the latest result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+TARGET=${CARGO_TARGET_DIR:-target}
+REPORT=${1:-$TARGET/autobahn}
+
+tool=""
+for candidate in "${WHARF_AUTOBAHN:-}" ../shared/tools/autobahn/autobahn.sh /work/shared/tools/autobahn/autobahn.sh; do
+  if [[ -n $candidate && -x $candidate ]]; then tool=$candidate; break; fi
+done
+if [[ -z $tool ]]; then
+  echo "autobahn: the suite's tool autobahn.sh was not found; set WHARF_AUTOBAHN to its path" >&2
+  exit 2
+fi
+"$tool" install
+cargo build --release -p wharf-app --bin wharf
+if [[ ${1:-} == --prepare ]]; then exit 0; fi
+
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+ws=$(free_port)
+http=$(free_port)
+WHARF_DATA_DIR="$work" WHARF_LOG=warn WHARF_WS_COMPRESSION=true \
+  WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
+  "$TARGET/release/wharf" serve >"$work/server.log" 2>&1 &
+wait_for_health "$http"
+rm -rf "$REPORT"
+status=0
+"$tool" run "ws://127.0.0.1:$ws/echo" --exclude '' --out "$REPORT" || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "autobahn: FAILED (exit $status); the server's log:" >&2
+  tail -n 50 "$work/server.log" >&2
+fi
+exit $status
