@@ -25,9 +25,10 @@ use client_common::tls::TestPki;
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// What the tested README blocks must keep showing.
-const COVERED: [&str; 8] = [
+const COVERED: [&str; 9] = [
     "wharf client ws://",
     "--send",
+    "--compress",
     "--json",
     "wharf client wss://",
     "--ca-file",
@@ -161,7 +162,10 @@ async fn readme_client_and_bench_examples_run() -> TestResult {
         );
     }
     let pki = TestPki::generate()?;
-    let server = Wharf::start(0).await?;
+    // As the README says: `WHARF_WS_COMPRESSION=true wharf serve`.
+    let compressing = wharf::ServerConfig::new("ws", wharf::ServerKind::Websocket, 0)
+        .with_compression(wharf::Compression::on());
+    let server = Wharf::start_with(compressing).await?;
     let tls = pki.proxy(server.addr).await?;
     for command in &commands {
         let args = substitute(split(command), server.addr, tls, &pki.ca_pem);
@@ -183,6 +187,19 @@ async fn readme_client_and_bench_examples_run() -> TestResult {
         if command.contains("--expect") {
             assert!(
                 stdout.contains("hello") || stdout.contains("hi"),
+                "{command}: {stdout}"
+            );
+        }
+        if command.contains("--compress") {
+            let agreed =
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+            let extension = stdout
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|event| event["kind"] == "extension");
+            assert_eq!(
+                extension.map(|event| event["data"].clone()),
+                Some(agreed.into()),
                 "{command}: {stdout}"
             );
         }

@@ -160,6 +160,9 @@ pub async fn run(args: ClientArgs) -> ExitCode {
         Err(e) => return out.failure(&e).into(),
     };
     out.line("open", client.protocol().unwrap_or_default(), None);
+    if let Some(params) = client.deflate() {
+        out.line("extension", &params.to_header(), None);
+    }
     let code = if args.send.is_empty() {
         interactive(client, &out).await
     } else {
