@@ -8,6 +8,7 @@
 # Needs the Redis of ../shared/services.md (WHARF_BENCH_REDIS overrides the URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 CONNS=${1:-10000}
 MESSAGES=${2:-100}
 SIZE=${3:-32}
@@ -22,10 +23,6 @@ LOAD=$TARGET/release/examples/fanout
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # node NAME BACKPLANE: starts a node in the background; writes "WS_PORT HTTP_PORT" to
 # $work/NAME.ports once its HTTP port answers.
 node() {
@@ -38,10 +35,7 @@ node() {
     WHARF_CLUSTER_BACKPLANE="$2" WHARF_CLUSTER_PREFIX="bench$$" WHARF_LOG=warn \
     WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
     taskset -c 0 "$BIN" serve >"$work/$1.log" 2>&1 &
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  wait_for_health "$http"
   echo "$ws $http" >"$work/$1.ports"
 }
 
