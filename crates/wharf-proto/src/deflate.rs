@@ -9,7 +9,7 @@
 //! A [`Decoder`](crate::Decoder) inflates compressed messages itself once
 //! [`Decoder::enable_deflate`](crate::Decoder::enable_deflate) was called:
 //! the inflated size counts against `max_message_size`, so a compression
-//! bomb is refused with 1009 having allocated at most that much.
+//! bomb is refused with 1009 before its output grows past that limit.
 //!
 //! ```
 //! use wharf_proto::{Decoder, DecoderConfig, DeflateConfig, DeflateParams, Deflater, Frame, Role};
