@@ -52,6 +52,9 @@ mod conn;
 mod driver;
 mod error;
 pub mod error_handler;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 mod handshake;
 mod message;

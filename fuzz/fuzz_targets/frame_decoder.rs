@@ -1,0 +1,88 @@
+//! `wharf_proto::Decoder` on arbitrary bytes, whole and split at a fuzz-chosen point.
+//!
+//! Input: one byte of settings (bit 0: client role, else server; bit 1: small limits, else
+//! the defaults), two bytes of split point, then the stream.
+//!
+//! Invariants: never panics; never consumes more than it was given and leaves at most an
+//! incomplete header; once failed it stays failed with the same error and emits nothing;
+//! text messages are valid UTF-8, control payloads at most 125 bytes, messages within
+//! `max_message_size`, close frames carry a valid code; and the split stream decodes to the
+//! same frames and the same error as the whole one.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wharf_proto::{
+    Decoder, DecoderConfig, Frame, MAX_HEADER_LEN, ProtocolError, Role, is_valid_close_code,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let [settings, split_hi, split_lo, stream @ ..] = data else {
+        return;
+    };
+    let role = if settings & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let mut config = DecoderConfig::new(role);
+    if settings & 2 != 0 {
+        config = config
+            .with_max_frame_size(64)
+            .with_max_message_size(256)
+            .with_fragment_cost(16);
+    }
+    let split = usize::from(u16::from_be_bytes([*split_hi, *split_lo])) % (stream.len() + 1);
+
+    let whole = decode_all(&config, &[stream]);
+    let (first, second) = stream.split_at(split);
+    let parts = decode_all(&config, &[first, second]);
+    assert_eq!(whole, parts, "split at {split} decodes differently");
+
+    for frame in &whole.0 {
+        match frame {
+            Frame::Text(bytes) => {
+                assert!(
+                    std::str::from_utf8(bytes).is_ok(),
+                    "text frame is not UTF-8"
+                );
+                assert!(bytes.len() <= config.max_message_size);
+            }
+            Frame::Binary(bytes) => assert!(bytes.len() <= config.max_message_size),
+            Frame::Ping(bytes) | Frame::Pong(bytes) => assert!(bytes.len() <= 125),
+            Frame::Close(Some((code, reason))) => {
+                assert!(is_valid_close_code(*code), "invalid close code {code}");
+                assert!(reason.len() <= 123);
+            }
+            Frame::Close(None) => {}
+        }
+    }
+});
+
+/// Feeds `chunks` one after another the way the connection driver does (the unconsumed tail
+/// of one read goes in front of the next) and returns every frame and the error, if any.
+fn decode_all(config: &DecoderConfig, chunks: &[&[u8]]) -> (Vec<Frame>, Option<ProtocolError>) {
+    let mut decoder = Decoder::new(config.clone());
+    let mut frames = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    for chunk in chunks {
+        pending.extend_from_slice(chunk);
+        match decoder.decode(&pending, &mut frames) {
+            Ok(used) => {
+                assert!(used <= pending.len(), "consumed more than the input");
+                pending.drain(..used);
+                assert!(
+                    pending.len() < MAX_HEADER_LEN,
+                    "left a whole header unconsumed"
+                );
+            }
+            Err(error) => {
+                let before = frames.len();
+                assert_eq!(decoder.decode(b"\x81\x80\0\0\0\0", &mut frames), Err(error));
+                assert_eq!(decoder.decode(&pending, &mut frames), Err(error));
+                assert_eq!(frames.len(), before, "a failed decoder emitted frames");
+                return (frames, Some(error));
+            }
+        }
+    }
+    (frames, None)
+}
