@@ -1,7 +1,8 @@
 //! `wharf_proto::Decoder` on arbitrary bytes, whole and split at a fuzz-chosen point.
 //!
 //! Input: one byte of settings (bit 0: client role, else server; bit 1: small limits, else
-//! the defaults), two bytes of split point, then the stream.
+//! the defaults; bit 2: permessage-deflate negotiated, so RSV1 messages are inflated; bit 3:
+//! with context takeover), two bytes of split point, then the stream.
 //!
 //! Invariants: never panics; never consumes more than it was given and leaves at most an
 //! incomplete header; once failed it stays failed with the same error and emits nothing;
@@ -12,7 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use wharf_proto::{
-    Decoder, DecoderConfig, Frame, MAX_HEADER_LEN, ProtocolError, Role, is_valid_close_code,
+    Decoder, DecoderConfig, DeflateConfig, DeflateParams, Frame, MAX_HEADER_LEN, ProtocolError,
+    Role, is_valid_close_code,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -31,11 +33,17 @@ fuzz_target!(|data: &[u8]| {
             .with_max_message_size(256)
             .with_fragment_cost(16);
     }
+    let deflate = (settings & 4 != 0).then(|| {
+        let mut offer = DeflateConfig::default();
+        offer.server_no_context_takeover = settings & 8 == 0;
+        offer.client_no_context_takeover = settings & 8 == 0;
+        DeflateParams::negotiate(["permessage-deflate"], &offer).expect("a plain offer is accepted")
+    });
     let split = usize::from(u16::from_be_bytes([*split_hi, *split_lo])) % (stream.len() + 1);
 
-    let whole = decode_all(&config, &[stream]);
+    let whole = decode_all(&config, deflate.as_ref(), &[stream]);
     let (first, second) = stream.split_at(split);
-    let parts = decode_all(&config, &[first, second]);
+    let parts = decode_all(&config, deflate.as_ref(), &[first, second]);
     assert_eq!(whole, parts, "split at {split} decodes differently");
 
     for frame in &whole.0 {
@@ -60,8 +68,15 @@ fuzz_target!(|data: &[u8]| {
 
 /// Feeds `chunks` one after another the way the connection driver does (the unconsumed tail
 /// of one read goes in front of the next) and returns every frame and the error, if any.
-fn decode_all(config: &DecoderConfig, chunks: &[&[u8]]) -> (Vec<Frame>, Option<ProtocolError>) {
+fn decode_all(
+    config: &DecoderConfig,
+    deflate: Option<&DeflateParams>,
+    chunks: &[&[u8]],
+) -> (Vec<Frame>, Option<ProtocolError>) {
     let mut decoder = Decoder::new(config.clone());
+    if let Some(params) = deflate {
+        decoder.enable_deflate(params);
+    }
     let mut frames = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     for chunk in chunks {
