@@ -12,6 +12,7 @@
 # Figures of a run are in docs/security.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 CONNS=${1:-10000}
 SECONDS_TOTAL=${2:-300}
 DROP=${3:-1}
@@ -25,9 +26,6 @@ LOAD=$TARGET/release/examples/soak
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 ws=$(free_port)
 http=$(free_port)
 
@@ -37,10 +35,7 @@ WHARF_DATA_DIR="$work" JWT_OPEN=false WHARF_LOG=warn \
   WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
   "$BIN" serve >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 100); do
-  if curl -sf "http://127.0.0.1:$http/health" >/dev/null; then break; fi
-  sleep 0.1
-done
+wait_for_health "$http"
 
 sample() {
   local conns fds rss
