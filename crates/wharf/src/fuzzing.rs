@@ -70,7 +70,17 @@ pub fn handshake(data: &[u8]) {
                         offers,
                         &wharf_proto::DeflateConfig::default(),
                     )
-                    .map(|params| params.to_header());
+                    .map(|params| {
+                        // What the server answers, a client reads back as the same agreement.
+                        let header = params.to_header();
+                        let read = wharf_proto::DeflateParams::from_response(&header);
+                        assert_eq!(
+                            read,
+                            Some(params),
+                            "the 101's extension does not round-trip"
+                        );
+                        header
+                    });
                     write_switching(
                         &mut out,
                         &accept,
