@@ -90,9 +90,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         shared: Arc<ServerShared>,
         handler: Arc<dyn crate::handler::DynHandler>,
         ping: PingPolicy,
-        write_buf: Vec<u8>,
+        deflate: Option<&wharf_proto::DeflateParams>,
     ) -> Self {
-        let decoder = Decoder::new(shared.decoder_config());
+        let mut decoder = Decoder::new(shared.decoder_config());
+        if let Some(params) = deflate {
+            // Compressed messages from the client are inflated, as the handshake agreed.
+            decoder.enable_deflate(params);
+        }
         let rate = TokenBucket::from_limits(&shared.limits, Instant::now());
         Driver {
             stream,
@@ -105,17 +109,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             header_len: 0,
             frames: Vec::new(),
             failed: None,
-            write_buf,
+            write_buf: Vec::new(),
             written: 0,
             last_seen: Instant::now(),
             ping_sent: None,
             rate,
         }
-    }
-
-    /// Inflates compressed messages from the client, as negotiated at the handshake.
-    pub(crate) fn enable_deflate(&mut self, params: &wharf_proto::DeflateParams) {
-        self.decoder.enable_deflate(params);
     }
 
     /// Runs the connection to its end and returns how it ended. `on_close` has run.
