@@ -437,13 +437,24 @@ impl Config {
                 message,
             }
         }
+        /// The variable `name` parsed with `FromStr`, if set; `what` is the kind it must be.
+        fn parsed<T: std::str::FromStr>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            what: &str,
+        ) -> Result<Option<T>, ConfigError> {
+            var(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| bad(name, format!("`{v}` is not {what}")))
+                })
+                .transpose()
+        }
         if let Some(v) = var("WHARF_DRAIN_TIMEOUT") {
             self.drain_timeout = parse_duration(&v).map_err(|m| bad("WHARF_DRAIN_TIMEOUT", m))?;
         }
-        if let Some(v) = var("WHARF_NODE_ID") {
-            self.node_id = v
-                .parse()
-                .map_err(|_| bad("WHARF_NODE_ID", format!("`{v}` is not a number 0-65535")))?;
+        if let Some(id) = parsed(&var, "WHARF_NODE_ID", "a number 0-65535")? {
+            self.node_id = id;
         }
         if let Some(v) = var("WHARF_CLUSTER_BACKPLANE") {
             self.cluster.backplane = (!v.is_empty()).then_some(v);
@@ -455,13 +466,8 @@ impl Config {
             self.cluster.presence_ttl =
                 parse_duration(&v).map_err(|m| bad("WHARF_CLUSTER_PRESENCE_TTL", m))?;
         }
-        if let Some(v) = var("WHARF_CLUSTER_ALLOW_LOCAL_ONLY") {
-            self.cluster.allow_local_only = v.parse().map_err(|_| {
-                bad(
-                    "WHARF_CLUSTER_ALLOW_LOCAL_ONLY",
-                    format!("`{v}` is not true or false"),
-                )
-            })?;
+        if let Some(allow) = parsed(&var, "WHARF_CLUSTER_ALLOW_LOCAL_ONLY", "true or false")? {
+            self.cluster.allow_local_only = allow;
         }
         for server in &mut self.servers {
             let prefix = format!("WHARF_{}_", server.name.to_uppercase().replace('-', "_"));
@@ -469,15 +475,11 @@ impl Config {
             if let Some(v) = var(&name("HOST")) {
                 server.host = v;
             }
-            if let Some(v) = var(&name("PORT")) {
-                server.port = v
-                    .parse()
-                    .map_err(|_| bad(&name("PORT"), format!("`{v}` is not a port number")))?;
+            if let Some(port) = parsed(&var, &name("PORT"), "a port number")? {
+                server.port = port;
             }
-            if let Some(v) = var(&name("MAX_CONNECTIONS")) {
-                server.limits.max_connections = v
-                    .parse()
-                    .map_err(|_| bad(&name("MAX_CONNECTIONS"), format!("`{v}` is not a number")))?;
+            if let Some(max) = parsed(&var, &name("MAX_CONNECTIONS"), "a number")? {
+                server.limits.max_connections = max;
             }
             match (var(&name("TLS_CERT")), var(&name("TLS_KEY"))) {
                 (Some(cert), Some(key)) => server.tls = Some(TlsConfig::new(cert, key)),
@@ -489,26 +491,14 @@ impl Config {
                     ));
                 }
             }
-            if let Some(v) = var(&name("MAX_CONNECTIONS_PER_IP")) {
-                server.limits.max_connections_per_ip = v.parse().map_err(|_| {
-                    bad(
-                        &name("MAX_CONNECTIONS_PER_IP"),
-                        format!("`{v}` is not a number"),
-                    )
-                })?;
+            if let Some(max) = parsed(&var, &name("MAX_CONNECTIONS_PER_IP"), "a number")? {
+                server.limits.max_connections_per_ip = max;
             }
-            if let Some(v) = var(&name("MAX_MESSAGES_PER_SEC")) {
-                server.limits.max_messages_per_sec = v.parse().map_err(|_| {
-                    bad(
-                        &name("MAX_MESSAGES_PER_SEC"),
-                        format!("`{v}` is not a number"),
-                    )
-                })?;
+            if let Some(rate) = parsed(&var, &name("MAX_MESSAGES_PER_SEC"), "a number")? {
+                server.limits.max_messages_per_sec = rate;
             }
-            if let Some(v) = var(&name("COMPRESSION")) {
-                server.compression.enabled = v.parse().map_err(|_| {
-                    bad(&name("COMPRESSION"), format!("`{v}` is not true or false"))
-                })?;
+            if let Some(on) = parsed(&var, &name("COMPRESSION"), "true or false")? {
+                server.compression.enabled = on;
             }
             if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
                 server.limits.max_message_size =
