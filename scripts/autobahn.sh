@@ -30,15 +30,10 @@ if [[ ${1:-} == --prepare ]]; then exit 0; fi
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-ws=$(free_port)
-http=$(free_port)
-WHARF_DATA_DIR="$work" WHARF_LOG=warn WHARF_WS_COMPRESSION=true \
-  WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
-  "$TARGET/release/wharf" serve >"$work/server.log" 2>&1 &
-wait_for_health "$http"
+start_wharf "$work" WHARF_WS_COMPRESSION=true
 rm -rf "$REPORT"
 status=0
-"$tool" run "ws://127.0.0.1:$ws/echo" --exclude '' --out "$REPORT" || status=$?
+"$tool" run "ws://127.0.0.1:$WS_PORT/echo" --exclude '' --out "$REPORT" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "autobahn: FAILED (exit $status); the server's log:" >&2
   tail -n 50 "$work/server.log" >&2

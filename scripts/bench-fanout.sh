@@ -26,17 +26,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 # node NAME BACKPLANE: starts a node in the background; writes "WS_PORT HTTP_PORT" to
 # $work/NAME.ports once its HTTP port answers.
 node() {
-  local ws http
-  ws=$(free_port)
-  http=$(free_port)
-  mkdir -p "$work/$1"
-  WHARF_DATA_DIR="$work/$1" JWT_OPEN=false WHARF_API_KEY=$KEY \
-    WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
-    WHARF_CLUSTER_BACKPLANE="$2" WHARF_CLUSTER_PREFIX="bench$$" WHARF_LOG=warn \
-    WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
-    taskset -c 0 "$BIN" serve >"$work/$1.log" 2>&1 &
-  wait_for_health "$http"
-  echo "$ws $http" >"$work/$1.ports"
+  start_wharf "$work/$1" JWT_OPEN=false WHARF_API_KEY=$KEY WHARF_CLUSTER_BACKPLANE="$2" \
+    WHARF_CLUSTER_PREFIX="bench$$" WHARF_WS_MAX_CONNECTIONS_PER_IP=0 -- taskset -c 0
+  echo "$WS_PORT $HTTP_PORT" >"$work/$1.ports"
 }
 
 load() {

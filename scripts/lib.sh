@@ -14,3 +14,32 @@ wait_for_health() {
   echo "wharf did not answer /health on port $1" >&2
   return 1
 }
+
+# start_wharf DIR [NAME=VALUE ...] [-- PREFIX ...]: starts the release `wharf serve` ($BIN,
+# else <target>/release/wharf) in the background on two free loopback ports, with its data
+# in DIR, its log in DIR/server.log, warn-level logging and the extra environment given.
+# Words after `--` go before the command (such as `taskset -c 0`). Sets WS_PORT, HTTP_PORT
+# and SERVER_PID, and returns once /health answers.
+start_wharf() {
+  local dir=$1
+  shift
+  local vars=() prefix=()
+  while [[ $# -gt 0 ]]; do
+    if [[ $1 == -- ]]; then
+      shift
+      prefix=("$@")
+      break
+    fi
+    vars+=("$1")
+    shift
+  done
+  WS_PORT=$(free_port)
+  HTTP_PORT=$(free_port)
+  mkdir -p "$dir"
+  env WHARF_DATA_DIR="$dir" WHARF_LOG=warn \
+    WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$WS_PORT" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$HTTP_PORT" \
+    "${vars[@]}" "${prefix[@]}" "${BIN:-${CARGO_TARGET_DIR:-target}/release/wharf}" serve \
+    >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_for_health "$HTTP_PORT"
+}

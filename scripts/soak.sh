@@ -26,16 +26,11 @@ LOAD=$TARGET/release/examples/soak
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-ws=$(free_port)
-http=$(free_port)
-
 # Every load connection comes from 127.0.0.1: lift the per-address cap for this run.
-WHARF_DATA_DIR="$work" JWT_OPEN=false WHARF_LOG=warn \
-  WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
-  WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
-  "$BIN" serve >"$work/server.log" 2>&1 &
-server=$!
-wait_for_health "$http"
+start_wharf "$work" JWT_OPEN=false WHARF_WS_MAX_CONNECTIONS_PER_IP=0
+ws=$WS_PORT
+http=$HTTP_PORT
+server=$SERVER_PID
 
 sample() {
   local conns fds rss
