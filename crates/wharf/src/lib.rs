@@ -40,6 +40,7 @@
 //! - [`rejection`]: every refused handshake as a [`Rejection`] (status + JSON body).
 //! - [`error_handler`]: per-server mapping of errors to responses and close codes.
 //! - [`Conn`], [`Sender`]: one connection, and all of them: rooms, users, presence.
+//! - [`history`]: positions, history stores and recovery for rooms that keep their messages.
 //! - [`cluster`]: several nodes over a backplane (Redis, NATS) acting as one.
 //! - [`server`]: binding, accepting, the HTTP server, graceful shutdown.
 //! - the protocol engine (frames, handshake parsing, the connection driver) is private.
@@ -57,6 +58,7 @@ pub mod error_handler;
 pub mod fuzzing;
 pub mod handler;
 mod handshake;
+pub mod history;
 mod message;
 pub mod metrics;
 pub mod middleware;

@@ -5,7 +5,7 @@
 //! an `.await`). Fan-out takes a snapshot of handles under the lock and sends after releasing
 //! it, so no global lock is held while bytes move. Rooms and users are indexed beside it.
 
-mod named;
+pub(crate) mod named;
 mod rooms;
 mod users;
 

@@ -39,4 +39,12 @@ impl<V> Named<V> {
             }
         }
     }
+
+    /// Keeps only the entries `keep` accepts, one shard at a time.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&Arc<str>, &mut V) -> bool) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.retain(|name, value| keep(name, value));
+        }
+    }
 }
