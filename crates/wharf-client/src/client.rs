@@ -290,11 +290,7 @@ impl ClientReceiver {
             }
         };
         Ok(Some(match frame {
-            Frame::Text(data) => {
-                let text = String::from_utf8(data.to_vec())
-                    .map_err(|_| ClientError::Protocol("invalid UTF-8 in text message".into()))?;
-                Event::Message(Message::Text(text))
-            }
+            Frame::Text(text) => Event::Message(Message::Text(text)),
             Frame::Binary(data) => Event::Message(Message::Binary(data)),
             Frame::Ping(data) => {
                 let mut writer = self.writer.lock().await;

@@ -286,11 +286,7 @@ impl Decoder {
                 if frame.compressed {
                     data = self.inflate(&data)?;
                 }
-                let text = frame.opcode == OpCode::Text;
-                if text && std::str::from_utf8(&data).is_err() {
-                    return Err(ProtocolError::INVALID_UTF8);
-                }
-                out.push(Frame::data(text, data.into()));
+                out.push(Frame::data(frame.opcode == OpCode::Text, data)?);
                 Ok(())
             }
             op if op.is_control() => {
@@ -349,13 +345,12 @@ impl Decoder {
             self.cost = 0;
             if message.is_some_and(|m| m.compressed) {
                 data = self.inflate(&data)?;
-                if text && std::str::from_utf8(&data).is_err() {
-                    return Err(ProtocolError::INVALID_UTF8);
-                }
             } else if text {
+                // Checked as it arrived (so a bad byte fails fast); `Frame::data` makes the
+                // `String` with one more pass, only for fragmented text.
                 self.utf8.finish()?;
             }
-            out.push(Frame::data(text, data.into()));
+            out.push(Frame::data(text, data)?);
         }
         Ok(())
     }

@@ -15,8 +15,9 @@ use crate::{OpCode, ProtocolError, parse_close_payload};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// A whole text message, validated as UTF-8.
-    Text(Bytes),
+    /// A whole text message, validated as UTF-8 (once: the decoder hands over the
+    /// `String` it checked).
+    Text(String),
     /// A whole binary message.
     Binary(Bytes),
     /// A ping and its payload.
@@ -43,12 +44,15 @@ impl Frame {
         }
     }
 
-    /// A whole data message (its UTF-8 already checked if `text`).
-    pub(crate) fn data(text: bool, data: Bytes) -> Self {
+    /// A whole data message; a text message's UTF-8 is checked here, in the same pass that
+    /// makes its `String`.
+    pub(crate) fn data(text: bool, data: Vec<u8>) -> Result<Self, ProtocolError> {
         if text {
-            Self::Text(data)
+            String::from_utf8(data)
+                .map(Self::Text)
+                .map_err(|_| ProtocolError::INVALID_UTF8)
         } else {
-            Self::Binary(data)
+            Ok(Self::Binary(data.into()))
         }
     }
 
@@ -69,8 +73,18 @@ mod tests {
 
     #[test]
     fn data_frames() {
-        assert_eq!(Frame::data(true, "a".into()), Frame::Text("a".into()));
-        assert_eq!(Frame::data(false, "a".into()), Frame::Binary("a".into()));
+        assert_eq!(
+            Frame::data(true, b"a".to_vec()),
+            Ok(Frame::Text("a".into()))
+        );
+        assert_eq!(
+            Frame::data(false, b"a".to_vec()),
+            Ok(Frame::Binary("a".into()))
+        );
+        assert_eq!(
+            Frame::data(true, vec![0xff]),
+            Err(ProtocolError::INVALID_UTF8)
+        );
     }
 
     #[test]

@@ -210,16 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 break;
             }
             let message = match frame {
-                Frame::Text(bytes) => match String::from_utf8(Vec::from(bytes)) {
-                    Ok(text) => Message::Text(text),
-                    Err(_) => {
-                        end = Some(End::Close(
-                            CloseCode::INVALID_PAYLOAD,
-                            "invalid UTF-8".into(),
-                        ));
-                        break;
-                    }
-                },
+                Frame::Text(text) => Message::Text(text),
                 Frame::Binary(data) => Message::Binary(data),
                 Frame::Ping(data) if self.ping == PingPolicy::Auto => {
                     wharf_proto::encode_frame(&mut self.write_buf, OpCode::Pong, &data, None);

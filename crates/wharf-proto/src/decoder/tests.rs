@@ -460,7 +460,7 @@ fn empty_frames_and_input() {
         frame(OpCode::Text, b""),
     ]
     .concat();
-    let expected = vec![Frame::Binary(Bytes::new()), Frame::Text(Bytes::new())];
+    let expected = vec![Frame::Binary(Bytes::new()), Frame::Text(String::new())];
     assert_eq!(decode_all(&mut d, &wire), Ok(expected));
 }
 
