@@ -19,7 +19,7 @@ enum Msg {
 impl Msg {
     fn expected(&self) -> Frame {
         match self {
-            Msg::Text(s) => Frame::Text(s.clone().into()),
+            Msg::Text(s) => Frame::Text(s.clone()),
             Msg::Binary(b) => Frame::Binary(b.clone().into()),
             Msg::Ping(b) => Frame::Ping(b.clone().into()),
             Msg::Pong(b) => Frame::Pong(b.clone().into()),
@@ -184,7 +184,7 @@ proptest! {
         let mut wire = Vec::new();
         encode(&mut wire, &Msg::Text(text.clone()), frag, mask);
         let got = feed(&mut server(), &wire, &sizes);
-        prop_assert_eq!(got, Ok(vec![Frame::Text(text.into())]));
+        prop_assert_eq!(got, Ok(vec![Frame::Text(text)]));
     }
 
     #[test]

@@ -118,8 +118,8 @@ fn compressed_messages_whole_and_fragmented() {
     assert_eq!(
         decode_all(&mut d, &wire),
         Ok(vec![
-            Frame::Text(text.clone().into()),
-            Frame::Text(text.clone().into()),
+            Frame::Text(text.clone()),
+            Frame::Text(text.clone()),
             Frame::Binary(text.into()),
             Frame::Text("not compressed".into()),
         ])
