@@ -5,6 +5,8 @@
 //! `{"room","conn","user","text"}`; closing leaves the room. With `rooms.presence_events`
 //! the other members also see `{"event":"join"|"leave",…}`.
 
+use std::time::Duration;
+
 use wharf::{CloseCode, Conn, Handler, HandlerError, Message, OpenRequest};
 
 /// The path the chat is mounted on.
@@ -12,6 +14,9 @@ pub const CHAT_PATH: &str = "/wss/rooms/{room}";
 
 /// Longest room name, in bytes.
 pub const MAX_ROOM: usize = 64;
+
+/// How long opening waits for the node's subscription to a room new to it.
+const ROOM_READY_WAIT: Duration = Duration::from_secs(2);
 
 /// The room chat handler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +27,9 @@ impl Handler for Chat {
         match conn.param("room") {
             Some(room) if room.len() <= MAX_ROOM => {
                 conn.join(room);
+                // In a cluster, the member's node may only now subscribe to the room's
+                // channel: open once it receives what the other nodes send to the room.
+                conn.sender().room_ready(room, ROOM_READY_WAIT).await;
             }
             _ => {
                 conn.close(CloseCode::POLICY_VIOLATION, "room name too long");

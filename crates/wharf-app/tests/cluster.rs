@@ -388,6 +388,93 @@ impl Drop for Engine {
     }
 }
 
+/// How many commands `node` has received from the backplane.
+async fn received(node: SocketAddr) -> u64 {
+    let cluster = get_json(node, "/api/cluster").await;
+    cluster["backplane"]["received"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no received counter: {cluster}"))
+}
+
+async fn a_room_s_traffic_reaches_only_the_nodes_with_members(url: &str) {
+    let nodes = nodes(&NodeConfig::new(url, &prefix("scoped")), 4);
+    // Members of "busy" on nodes 0 and 1; nodes 2 and 3 have a member elsewhere only.
+    let mut busy_0 = open(nodes[0].ws, "/wss/rooms/busy", 1).await;
+    let mut busy_1 = open(nodes[1].ws, "/wss/rooms/busy", 2).await;
+    let _quiet_2 = open(nodes[2].ws, "/wss/rooms/quiet", 3).await;
+    let _quiet_3 = open(nodes[3].ws, "/wss/rooms/quiet", 4).await;
+    wait_for(nodes[3].http, "/api/rooms", Duration::from_secs(5), |j| {
+        j["rooms"]["busy"] == 2 && j["rooms"]["quiet"] == 2
+    })
+    .await;
+    let before: Vec<u64> =
+        futures_util::future::join_all(nodes.iter().map(|n| received(n.http))).await;
+
+    const MESSAGES: usize = 50;
+    for i in 0..MESSAGES {
+        push(
+            nodes[0].http,
+            serde_json::json!({ "room": "busy", "text": format!("m{i}") }),
+        )
+        .await;
+    }
+    for i in 0..MESSAGES {
+        assert_eq!(next_text(&mut busy_0).await, format!("m{i}"));
+        assert_eq!(next_text(&mut busy_1).await, format!("m{i}"));
+    }
+    let after: Vec<u64> =
+        futures_util::future::join_all(nodes.iter().map(|n| received(n.http))).await;
+    // Node 1 received each message once; nodes 2 and 3, none of them.
+    assert_eq!(
+        after[1] - before[1],
+        MESSAGES as u64,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[2], before[2],
+        "node 2 received busy's traffic: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[3], before[3],
+        "node 3 received busy's traffic: {before:?} -> {after:?}"
+    );
+
+    // Node 1's last member leaves: it drops the channel, and receives nothing more of it.
+    busy_1.close(None).await.expect("close");
+    wait_for(
+        nodes[0].http,
+        "/api/rooms/busy",
+        Duration::from_secs(5),
+        |j| j["count"] == 1,
+    )
+    .await;
+    let left = received(nodes[1].http).await;
+    for i in 0..10 {
+        push(
+            nodes[0].http,
+            serde_json::json!({ "room": "busy", "text": format!("late{i}") }),
+        )
+        .await;
+        assert_eq!(next_text(&mut busy_0).await, format!("late{i}"));
+    }
+    assert_eq!(
+        received(nodes[1].http).await,
+        left,
+        "node 1 still receives busy"
+    );
+    assert_silent(&mut busy_0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_room_s_traffic_reaches_only_the_nodes_with_members() {
+    a_room_s_traffic_reaches_only_the_nodes_with_members(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_room_s_traffic_reaches_only_the_nodes_with_members() {
+    a_room_s_traffic_reaches_only_the_nodes_with_members(&nats_url()).await;
+}
+
 async fn the_cluster_recovers_when_its_engine_restarts(kind: &'static str) {
     let mut engine = Engine::start(kind);
     let nodes = nodes(&NodeConfig::new(&engine.url(), &prefix("restart")), 2);

@@ -3,6 +3,7 @@
 //! TTL), spoken through JetStream's request API so that it works with every server since
 //! 2.9.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +11,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::SelectAll;
+use futures_util::stream::{SelectAll, TakeUntil};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use wharf::cluster::{Backplane, BackplaneError, BoxFuture, Link, Subscription};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -183,16 +184,14 @@ impl Link for NatsLink {
         channels: Vec<String>,
     ) -> BoxFuture<'_, Result<Box<dyn Subscription>, BackplaneError>> {
         Box::pin(async move {
-            let mut all = SelectAll::new();
-            for subject in channels {
-                all.push(self.client.subscribe(subject).await.map_err(error)?);
-            }
-            // The subscriptions are registered with the server before we return.
-            self.client.flush().await.map_err(error)?;
-            Ok(Box::new(NatsSubscription {
-                subscribers: all,
+            let mut subscription = NatsSubscription {
+                client: self.client.clone(),
+                subscribers: SelectAll::new(),
+                cancel: HashMap::new(),
                 lost: self.lost.clone(),
-            }) as Box<dyn Subscription>)
+            };
+            subscription.add(channels).await?;
+            Ok(Box::new(subscription) as Box<dyn Subscription>)
         })
     }
 
@@ -250,12 +249,46 @@ impl Link for NatsLink {
     }
 }
 
+/// A subscriber that ends (and so unsubscribes, as it is dropped) when its cancel handle is
+/// dropped.
+type Cancellable = TakeUntil<async_nats::Subscriber, oneshot::Receiver<()>>;
+
 struct NatsSubscription {
-    subscribers: SelectAll<async_nats::Subscriber>,
+    client: async_nats::Client,
+    subscribers: SelectAll<Cancellable>,
+    /// One handle per subject: dropping it ends that subject's subscriber.
+    cancel: HashMap<String, oneshot::Sender<()>>,
     lost: watch::Receiver<bool>,
 }
 
 impl Subscription for NatsSubscription {
+    fn add(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(async move {
+            for subject in channels {
+                if self.cancel.contains_key(&subject) {
+                    continue;
+                }
+                let subscriber = self
+                    .client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(error)?;
+                let (cancel, cancelled) = oneshot::channel();
+                self.subscribers.push(subscriber.take_until(cancelled));
+                self.cancel.insert(subject, cancel);
+            }
+            // The subscriptions are registered with the server before we return.
+            self.client.flush().await.map_err(error)
+        })
+    }
+
+    fn remove(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        for subject in &channels {
+            self.cancel.remove(subject);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
     fn next(&mut self) -> BoxFuture<'_, Result<Bytes, BackplaneError>> {
         Box::pin(async move {
             if *self.lost.borrow() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubStream};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client};
 use wharf::cluster::{Backplane, BackplaneError, BoxFuture, Link, Subscription};
 
@@ -92,7 +92,8 @@ impl Link for RedisLink {
         Box::pin(async move {
             let mut pubsub = self.client.get_async_pubsub().await.map_err(error)?;
             pubsub.subscribe(channels).await.map_err(error)?;
-            Ok(Box::new(RedisSubscription(pubsub.into_on_message())) as Box<dyn Subscription>)
+            let (sink, stream) = pubsub.split();
+            Ok(Box::new(RedisSubscription { sink, stream }) as Box<dyn Subscription>)
         })
     }
 
@@ -167,12 +168,25 @@ impl Link for RedisLink {
     }
 }
 
-struct RedisSubscription(PubSubStream);
+/// One pub/sub connection: the sink changes the channels (SUBSCRIBE answers once Redis has
+/// registered them), the stream yields the messages.
+struct RedisSubscription {
+    sink: PubSubSink,
+    stream: PubSubStream,
+}
 
 impl Subscription for RedisSubscription {
+    fn add(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(async move { self.sink.subscribe(channels).await.map_err(error) })
+    }
+
+    fn remove(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(async move { self.sink.unsubscribe(channels).await.map_err(error) })
+    }
+
     fn next(&mut self) -> BoxFuture<'_, Result<Bytes, BackplaneError>> {
         Box::pin(async move {
-            match self.0.next().await {
+            match self.stream.next().await {
                 Some(message) => Ok(Bytes::copy_from_slice(message.get_payload_bytes())),
                 None => Err(BackplaneError::new(
                     "the Redis subscription connection closed",

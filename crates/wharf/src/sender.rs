@@ -170,6 +170,30 @@ impl Sender {
         )
     }
 
+    /// Waits until this node receives what other nodes send to `room`, for at most `wait`.
+    ///
+    /// A node subscribes to a room's backplane channel when the room's first local member
+    /// joins, which takes one round trip to the engine; until then, messages other nodes
+    /// send to the room do not reach the new member. A handler that must not miss them awaits
+    /// this after [`join`](Sender::join). True at once without a cluster, or when the room
+    /// already had local members; false when the backplane did not confirm within `wait`
+    /// (it is down, or the room has no local member).
+    ///
+    /// ```no_run
+    /// # async fn demo(sender: wharf::Sender, id: wharf::ConnId) -> Result<(), wharf::SendError> {
+    /// sender.join(id, "lobby")?;
+    /// if !sender.room_ready("lobby", std::time::Duration::from_secs(2)).await {
+    ///     tracing::warn!("lobby: other nodes' messages may be missed for now");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn room_ready(&self, room: &str, wait: std::time::Duration) -> bool {
+        match self.cluster() {
+            Some(cluster) => cluster.room_ready(room, wait).await,
+            None => true,
+        }
+    }
+
     fn remote(&self, id: ConnId, command: Command) -> Result<(), SendError> {
         let cluster = self.cluster().ok_or(SendError::NotFound(id))?;
         cluster.publish_to(id.node(), &command);
@@ -187,11 +211,14 @@ impl Sender {
         let message = message.into();
         let local = self.room_local(room, &message, except);
         if let Some(cluster) = self.cluster() {
-            cluster.publish_all(&Command::Room {
-                room: room.to_owned(),
-                message,
-                except,
-            });
+            cluster.publish_room(
+                room,
+                &Command::Room {
+                    room: room.to_owned(),
+                    message,
+                    except,
+                },
+            );
         }
         local
     }

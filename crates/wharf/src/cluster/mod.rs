@@ -70,10 +70,19 @@ pub trait Link: Send + Sync + 'static {
     fn remove_presence(&self, node: u16) -> BoxFuture<'_, Result<(), BackplaneError>>;
 }
 
-/// Messages arriving on subscribed channels.
+/// Messages arriving on subscribed channels. The set of channels changes while it runs: a
+/// node subscribes to a room's channel when the room's first local member joins and drops it
+/// after the last one leaves.
 pub trait Subscription: Send + 'static {
     /// The next message's payload; an error when the connection is lost.
     fn next(&mut self) -> BoxFuture<'_, Result<Bytes, BackplaneError>>;
+
+    /// Adds `channels`; completes once the engine has registered them, so that every message
+    /// published to them afterwards arrives.
+    fn add(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>>;
+
+    /// Drops `channels`; messages already received may still arrive.
+    fn remove(&mut self, channels: Vec<String>) -> BoxFuture<'_, Result<(), BackplaneError>>;
 }
 
 /// The backplane failed: unreachable, refused, or lost.

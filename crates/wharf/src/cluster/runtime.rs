@@ -26,6 +26,8 @@ const BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a presence write waits for the room channels to catch up with local rooms.
+const ROOM_SYNC_WAIT: Duration = Duration::from_secs(1);
 
 /// Whether the node is connected to its backplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +86,12 @@ pub(crate) struct Cluster {
     queue: mpsc::Sender<(Arc<str>, Bytes)>,
     counters: Counters,
     dirty: Notify,
+    /// Local rooms changed: the supervisor brings the room channels it subscribes to in line.
+    rooms_dirty: Notify,
+    /// The rooms whose channel the current subscription has confirmed.
+    subscribed: Mutex<HashSet<Arc<str>>>,
+    /// Notified whenever `subscribed` changes.
+    subscribed_changed: Notify,
     /// Set (and `broken` notified) when a publish or presence write fails on the current
     /// link; cleared when a new link is up, so a failure of the old one is not held against it.
     broken_flag: AtomicBool,
@@ -115,6 +123,9 @@ impl Cluster {
             queue,
             counters: Counters::default(),
             dirty: Notify::new(),
+            rooms_dirty: Notify::new(),
+            subscribed: Mutex::new(HashSet::new()),
+            subscribed_changed: Notify::new(),
             broken_flag: AtomicBool::new(false),
             broken: Notify::new(),
             tasks: Mutex::new(Vec::new()),
@@ -165,6 +176,12 @@ impl Cluster {
         format!("{}.node.{node}", self.prefix).into()
     }
 
+    /// The channel of `room`: `<prefix>.room.<room>`, the name escaped so that it is one
+    /// token on every engine (see [`escape_room`]).
+    fn room_channel(&self, room: &str) -> String {
+        format!("{}.room.{}", self.prefix, escape_room(room))
+    }
+
     async fn pick_node(&self, link: &dyn Link, wanted: u16) -> Result<u16, Error> {
         let others = decode_fresh(link.presence().await.unwrap_or_default(), self.ttl);
         let used: HashSet<u16> = others.iter().map(|p| p.node).collect();
@@ -184,6 +201,103 @@ impl Cluster {
     /// Queues `command` for every node.
     pub(crate) fn publish_all(&self, command: &Command) {
         self.enqueue(self.all.clone(), command);
+    }
+
+    /// Queues `command` for the nodes with members in `room`: only they subscribe to its
+    /// channel.
+    pub(crate) fn publish_room(&self, room: &str, command: &Command) {
+        self.enqueue(self.room_channel(room).into(), command);
+    }
+
+    /// Waits until this node's subscription to `room`'s channel is confirmed by the engine,
+    /// so that every message other nodes publish to the room from then on arrives; false
+    /// when that did not happen within `wait` (the backplane is down, or the room has no
+    /// local member).
+    pub(crate) async fn room_ready(&self, room: &str, wait: Duration) -> bool {
+        let confirmed = async {
+            loop {
+                let changed = self.subscribed_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.is_subscribed(room) {
+                    return;
+                }
+                self.rooms_dirty.notify_one();
+                changed.await;
+            }
+        };
+        tokio::time::timeout(wait, confirmed).await.is_ok()
+    }
+
+    /// Waits until the confirmed room channels are exactly the rooms with local members, for
+    /// at most `wait`; false if they are not by then.
+    async fn rooms_synced(&self, sender: &Sender, wait: Duration) -> bool {
+        let synced = async {
+            loop {
+                let changed = self.subscribed_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let local = sender.registry().rooms.list();
+                {
+                    let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+                    if subscribed.len() == local.len()
+                        && local.iter().all(|(room, _)| subscribed.contains(room))
+                    {
+                        return;
+                    }
+                }
+                self.rooms_dirty.notify_one();
+                changed.await;
+            }
+        };
+        tokio::time::timeout(wait, synced).await.is_ok()
+    }
+
+    fn is_subscribed(&self, room: &str) -> bool {
+        self.subscribed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(room)
+    }
+
+    /// Subscribes to the channel of every room with a local member and drops the others.
+    async fn sync_rooms(
+        &self,
+        subscription: &mut dyn Subscription,
+        sender: &Sender,
+    ) -> Result<(), BackplaneError> {
+        let wanted: HashSet<Arc<str>> = sender
+            .registry()
+            .rooms
+            .list()
+            .into_iter()
+            .map(|(room, _)| room)
+            .collect();
+        let (add, remove) = {
+            let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+            let add: Vec<Arc<str>> = wanted.difference(&subscribed).cloned().collect();
+            let remove: Vec<Arc<str>> = subscribed.difference(&wanted).cloned().collect();
+            (add, remove)
+        };
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let channels = |rooms: &[Arc<str>]| rooms.iter().map(|r| self.room_channel(r)).collect();
+        if !remove.is_empty() {
+            subscription.remove(channels(&remove)).await?;
+        }
+        if !add.is_empty() {
+            subscription.add(channels(&add)).await?;
+        }
+        {
+            let mut subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+            for room in &remove {
+                subscribed.remove(room);
+            }
+            subscribed.extend(add);
+        }
+        self.subscribed_changed.notify_waiters();
+        Ok(())
     }
 
     /// Queues `command` for node `node` only.
@@ -208,6 +322,7 @@ impl Cluster {
     /// Local rooms or users changed: refresh this node's presence soon.
     pub(crate) fn mark_dirty(&self) {
         self.dirty.notify_one();
+        self.rooms_dirty.notify_one();
     }
 
     /// The presence snapshots of every other live node.
@@ -297,6 +412,11 @@ impl Cluster {
         loop {
             if let Some((link, mut subscription)) = current.take() {
                 self.broken_flag.store(false, Ordering::Relaxed);
+                // A new subscription has only the node's own channels: subscribe the rooms.
+                self.subscribed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 self.set_link(Some(link));
                 self.mark_dirty();
                 attempt = 0;
@@ -306,6 +426,11 @@ impl Cluster {
                             Ok(payload) => self.receive(payload, &sender),
                             Err(e) => break e,
                         },
+                        () = self.rooms_dirty.notified() => {
+                            if let Err(e) = self.sync_rooms(subscription.as_mut(), &sender).await {
+                                break e;
+                            }
+                        }
                         () = self.link_failed() => {
                             break BackplaneError::new("a publish or presence write failed");
                         }
@@ -388,6 +513,9 @@ impl Cluster {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
+            // Presence shows a room's member once its node receives the room's channel, so
+            // that a message sent to the members another node lists reaches them all.
+            self.rooms_synced(&sender, ROOM_SYNC_WAIT).await;
             let Some(link) = self.current() else { continue };
             let snapshot = NodePresence::of(sender.registry(), self.instance);
             let node = snapshot.node;
@@ -400,6 +528,24 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A room name as one channel or subject token: ASCII letters, digits, `-` and `_` stay, every
+/// other byte becomes `~` and two hex digits. One-to-one, so two rooms never share a channel.
+///
+/// NATS subjects cannot hold `.`, `*`, `>` or white space in a token; Redis takes any bytes,
+/// and the same name on both keeps the engines interchangeable.
+pub(crate) fn escape_room(room: &str) -> String {
+    let mut out = String::with_capacity(room.len());
+    for byte in room.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(byte as char);
+        } else {
+            out.push('~');
+            out.push_str(&format!("{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn unreachable(engine: &str, url: &str, error: &BackplaneError) -> Error {
@@ -437,4 +583,20 @@ fn backoff(attempt: u32) -> Duration {
     // Full jitter on the upper half: between base/2 and base.
     let half = base / 2;
     half + half.mul_f64((random_u64() % 1000) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_room;
+
+    #[test]
+    fn room_names_escape_one_to_one_into_one_token() {
+        assert_eq!(escape_room("lobby"), "lobby");
+        assert_eq!(escape_room("chat:1"), "chat~3A1");
+        assert_eq!(escape_room("a.b *>"), "a~2Eb~20~2A~3E");
+        assert_eq!(escape_room("~"), "~7E");
+        assert_eq!(escape_room("é"), "~C3~A9");
+        // `~` is escaped itself, so an escaped name never equals another name's escape.
+        assert_ne!(escape_room("~2E"), escape_room("."));
+    }
 }
