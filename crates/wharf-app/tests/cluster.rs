@@ -142,14 +142,40 @@ async fn push_through_one_node_reaches_a_user_on_another(url: &str) {
         "no local connection of user 42 on node 1"
     );
     assert_eq!(answer["cluster"], true);
+    // Node 3 acknowledged it with its one connection of user 42 (a user push goes to
+    // every node: node 2 acknowledges with none).
+    let node2 = get_json(n2, "/api/cluster").await["node"].clone();
+    assert_eq!(
+        answer["nodes"],
+        serde_json::json!({ node3.to_string(): 1, node2.to_string(): 0 }),
+        "{answer}"
+    );
+    assert_eq!(answer["missing"], serde_json::json!([]), "{answer}");
     assert_eq!(next_text(&mut client).await, "from node 1");
 
-    push(
+    // By id through node 2: node 3's own answer, not just "published".
+    let answer = push(
         n2,
         serde_json::json!({ "conn": id, "text": "by id through node 2" }),
     )
     .await;
+    assert_eq!(
+        (answer["delivered"].clone(), answer["node"].clone()),
+        (1.into(), node3.clone()),
+        "{answer}"
+    );
     assert_eq!(next_text(&mut client).await, "by id through node 2");
+    // An id on node 3 that no connection has: node 3 says so.
+    let unknown = format!("{node3}-999999");
+    let refused = api(
+        n1,
+        "POST",
+        "/api/push",
+        &serde_json::json!({ "conn": unknown, "text": "nobody" }).to_string(),
+    )
+    .await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "conn_not_found");
 
     let closed = api(
         n1,
@@ -203,7 +229,7 @@ async fn room_broadcast_reaches_every_node_exactly_once(url: &str) {
     let rooms = get_json(nodes[2].http, "/api/rooms").await;
     assert_eq!(rooms["rooms"]["lobby"], 3);
 
-    push(
+    let answer = push(
         nodes[1].http,
         serde_json::json!({ "room": "lobby", "text": "hello all" }),
     )
@@ -211,6 +237,19 @@ async fn room_broadcast_reaches_every_node_exactly_once(url: &str) {
     for client in &mut clients {
         assert_eq!(next_text(client).await, "hello all");
     }
+    // Nodes 0 and 2 acknowledged, one member each; node 1 delivered locally.
+    let mut expected = serde_json::Map::new();
+    for i in [0, 2] {
+        let node = get_json(nodes[i].http, "/api/cluster").await["node"].to_string();
+        expected.insert(node, 1.into());
+    }
+    assert_eq!(answer["delivered"], 1, "{answer}");
+    assert_eq!(
+        answer["nodes"],
+        serde_json::Value::Object(expected),
+        "{answer}"
+    );
+    assert_eq!(answer["missing"], serde_json::json!([]), "{answer}");
     // A chat message from the member on node 1 reaches all three members once.
     clients[0].send(WsMessage::text("hi")).await.expect("send");
     for client in &mut clients {
@@ -248,8 +287,29 @@ async fn a_killed_node_leaves_presence_within_the_ttl(url: &str) {
     })
     .await;
 
+    let doomed = get_json(nodes[1].http, "/api/cluster").await["node"].clone();
+    let doomed_conn = get_json(observer, "/api/users/7").await["connections"][0].clone();
+
     let killed = Instant::now();
     nodes[1].kill();
+    // Presence still lists the dead node: a room push says it did not answer, and a push
+    // to its connection gets no answer either (not a silent "published").
+    let answer = push(
+        observer,
+        serde_json::json!({ "room": "doomed", "text": "anyone?" }),
+    )
+    .await;
+    assert_eq!(answer["missing"], serde_json::json!([doomed]), "{answer}");
+    assert_eq!(answer["nodes"], serde_json::json!({}), "{answer}");
+    let unanswered = api(
+        observer,
+        "POST",
+        "/api/push",
+        &serde_json::json!({ "conn": doomed_conn, "text": "anyone?" }).to_string(),
+    )
+    .await;
+    assert_eq!(unanswered.status, 504, "{}", unanswered.body);
+    assert_eq!(unanswered.json()["error"], "no_answer");
     wait_for(
         observer,
         "/api/users/7",

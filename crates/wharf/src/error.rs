@@ -58,6 +58,11 @@ pub enum SendError {
     /// The connection's outgoing queue is full; it is being closed as a slow consumer.
     #[error("connection {0} is not reading; its queue is full")]
     QueueFull(ConnId),
+    /// The connection's node did not answer a confirmed push in time
+    /// ([`Sender::confirm`](crate::Sender::confirm)): it may have died or be cut off from the
+    /// backplane. The message may or may not have arrived.
+    #[error("the node of connection {0} did not answer in time")]
+    NoAnswer(ConnId),
     /// A cluster-wide query needs the backplane, and it is unreachable. Retry later.
     #[error("cluster backplane unavailable: {0}")]
     Backplane(String),

@@ -41,6 +41,7 @@
 //! - [`error_handler`]: per-server mapping of errors to responses and close codes.
 //! - [`Conn`], [`Sender`]: one connection, and all of them: rooms, users, presence.
 //! - [`history`]: positions, history stores and recovery for rooms that keep their messages.
+//! - [`confirm`]: pushes that report what every receiving node did with them.
 //! - [`cluster`]: several nodes over a backplane (Redis, NATS) acting as one.
 //! - [`server`]: binding, accepting, the HTTP server, graceful shutdown.
 //! - the protocol engine (frames, handshake parsing, the connection driver) is private.
@@ -49,6 +50,7 @@ pub mod close_code;
 pub mod cluster;
 mod compression;
 pub mod config;
+pub mod confirm;
 mod conn;
 mod driver;
 mod error;
@@ -76,6 +78,7 @@ pub use config::{
     ClusterConfig, Compression, Config, ConfigError, Heartbeat, Limits, RoomsConfig, RouteConfig,
     ServerConfig, ServerKind, TlsConfig,
 };
+pub use confirm::{Confirm, Receipt};
 pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError, UserId};
 pub use error::{Error, HandlerError, SendError};
 pub use error_handler::{DefaultErrorHandler, ErrorHandler};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use crate::cluster::{Cluster, ClusterStats, Command, Member, NodePresence, Scope};
+use crate::cluster::{Cluster, ClusterStats, Command, Member, NodePresence, Outcome, Scope};
 use crate::compression::Fanout;
 use crate::conn::{Conn, ConnId, ConnInfo};
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -442,11 +442,16 @@ impl Sender {
         }
     }
 
-    fn room_local(&self, room: &str, message: &Message, except: Option<ConnId>) -> usize {
+    pub(crate) fn room_local(
+        &self,
+        room: &str,
+        message: &Message,
+        except: Option<ConnId>,
+    ) -> usize {
         deliver(&self.hub.registry.rooms.members(room), message, except)
     }
 
-    fn scope_local(&self, scope: &Scope, message: &Message) -> usize {
+    pub(crate) fn scope_local(&self, scope: &Scope, message: &Message) -> usize {
         deliver(
             &self.hub.registry.snapshot(|conn| scope.matches(conn)),
             message,
@@ -454,13 +459,49 @@ impl Sender {
         )
     }
 
-    fn user_local(&self, user: &str, message: &Message) -> usize {
+    pub(crate) fn user_local(&self, user: &str, message: &Message) -> usize {
         deliver(&self.hub.registry.users.conns(user), message, None)
     }
 
     fn close_user_local(&self, user: &str, code: CloseCode, reason: &str) -> usize {
         let conns = self.hub.registry.users.conns(user);
         conns.iter().filter(|c| c.close(code, reason)).count()
+    }
+
+    /// Applies an asked-for command to local connections and says what happened: for one
+    /// connection, whether it was queued (or why not); for a room, user or scope, how many
+    /// local connections queued it.
+    pub(crate) fn apply_counted(&self, command: Command) -> (Outcome, usize) {
+        let outcome = |result: Result<(), SendError>| match result {
+            Ok(()) => (Outcome::Delivered, 1),
+            Err(SendError::Closed(_)) => (Outcome::Closing, 0),
+            Err(SendError::QueueFull(_)) => (Outcome::QueueFull, 0),
+            Err(_) => (Outcome::NotFound, 0),
+        };
+        match command {
+            Command::Push { conn, message } if self.is_local(conn) => {
+                outcome(self.push(conn, message))
+            }
+            Command::Close { conn, code, reason } if self.is_local(conn) => {
+                outcome(self.close(conn, CloseCode::new(code), &reason))
+            }
+            Command::Push { .. } | Command::Close { .. } => (Outcome::NotFound, 0),
+            Command::Room {
+                room,
+                message,
+                except,
+            } => (Outcome::Delivered, self.room_local(&room, &message, except)),
+            Command::User { user, message } => {
+                (Outcome::Delivered, self.user_local(&user, &message))
+            }
+            Command::Broadcast { scope, message } => {
+                (Outcome::Delivered, self.scope_local(&scope, &message))
+            }
+            other => {
+                self.apply(other);
+                (Outcome::Delivered, 0)
+            }
+        }
     }
 
     /// Applies a command another node published, to local connections only.
@@ -502,6 +543,8 @@ impl Sender {
             Command::Broadcast { scope, message } => {
                 self.scope_local(&scope, &message);
             }
+            // The runtime handles asks and answers before they reach the sender.
+            Command::Ask { .. } | Command::Answer { .. } => {}
         }
     }
 }

@@ -58,8 +58,15 @@ impl std::fmt::Display for UserRef {
     }
 }
 
-/// Pushes and answers `{"delivered": N, "cluster": bool}`: `delivered` counts this node's
-/// connections that queued it; `cluster` says it was also published to the other nodes.
+/// Pushes and answers with what the cluster did with it.
+///
+/// To one connection: `{"delivered": 1, "node": N, "cluster": bool}` once its node (this one
+/// or another, asked over the backplane) queued it; otherwise that node's answer as an error
+/// (404 `conn_not_found`, 409 `conn_closing`, 503 `queue_full`), or 504 `no_answer` when it
+/// did not answer within a second. To a user, a room or everyone:
+/// `{"delivered": N, "cluster": bool, "nodes": {"<node>": N, …}, "missing": [<node>, …]}`:
+/// `delivered` counts this node's connections, `nodes` every other node that acknowledged
+/// and its count, `missing` the nodes presence lists for the target that did not answer.
 pub(crate) async fn push(
     _admin: Admin,
     State(state): State<Arc<ApiState>>,
@@ -81,18 +88,23 @@ pub(crate) async fn push(
     };
     let sender = &state.sender;
     let except = request.except.as_deref().map(parse_conn).transpose()?;
-    let delivered = match (request.conn, request.user, request.room, request.broadcast) {
+    let confirm = sender.confirm();
+    let receipt = match (request.conn, request.user, request.room, request.broadcast) {
         (Some(conn), None, None, false) => {
             let id = parse_conn(&conn)?;
-            sender.push(id, message).map_err(send_error)?;
-            usize::from(id.node() == sender.node())
+            confirm.push(id, message).await.map_err(send_error)?;
+            return Ok(Json(serde_json::json!({
+                "delivered": 1,
+                "node": id.node(),
+                "cluster": sender.cluster_stats().is_some(),
+            })));
         }
-        (None, Some(user), None, false) => sender.push_user(&user.to_string(), message),
+        (None, Some(user), None, false) => confirm.push_user(&user.to_string(), message).await,
         (None, None, Some(room), false) => {
             super::rooms::check_room(&room)?;
-            sender.push_room(&room, message, except)
+            confirm.push_room(&room, message, except).await
         }
-        (None, None, None, true) => sender.broadcast(message, Scope::All),
+        (None, None, None, true) => confirm.broadcast(message, Scope::All).await,
         _ => {
             return Err(ApiError::bad_request(
                 "bad_request",
@@ -101,8 +113,10 @@ pub(crate) async fn push(
         }
     };
     Ok(Json(serde_json::json!({
-        "delivered": delivered,
+        "delivered": receipt.local,
         "cluster": sender.cluster_stats().is_some(),
+        "nodes": receipt.nodes,
+        "missing": receipt.missing,
     })))
 }
 
@@ -113,7 +127,7 @@ pub(crate) fn parse_conn(text: &str) -> Result<ConnId, ApiError> {
 }
 
 /// A failed send as an API error: 404 `conn_not_found`, 409 `conn_closing`, 503
-/// `queue_full` or `backplane_unavailable`.
+/// `queue_full` or `backplane_unavailable`, 504 `no_answer`.
 pub(crate) fn send_error(error: SendError) -> ApiError {
     match error {
         SendError::NotFound(_) => {
@@ -127,6 +141,9 @@ pub(crate) fn send_error(error: SendError) -> ApiError {
             "queue_full",
             error.to_string(),
         ),
+        SendError::NoAnswer(_) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_answer", error.to_string())
+        }
         SendError::Backplane(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "backplane_unavailable",

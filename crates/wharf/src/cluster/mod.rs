@@ -24,9 +24,9 @@ use bytes::Bytes;
 
 pub use presence::Member;
 pub(crate) use presence::NodePresence;
-pub(crate) use runtime::Cluster;
+pub(crate) use runtime::{AskTo, Cluster};
 pub use runtime::{BackplaneState, ClusterStats};
-pub(crate) use wire::Command;
+pub(crate) use wire::{Command, Outcome};
 
 /// A boxed future, as the [`Backplane`] traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -2,7 +2,7 @@
 //! that batches outgoing commands; a subscriber that applies the other nodes' commands to
 //! local connections; and a presence writer that refreshes this node's snapshot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::presence::{NodePresence, now_ms};
-use super::{Backplane, BackplaneError, Command, Link, Subscription};
+use super::{Backplane, BackplaneError, Command, Link, Outcome, Subscription};
 use crate::config::ClusterConfig;
 use crate::{Error, Sender};
 
@@ -97,6 +97,41 @@ pub(crate) struct Cluster {
     broken_flag: AtomicBool,
     broken: Notify,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Asks waiting for answers: request id → where the answers go.
+    asks: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
+    next_request: AtomicU64,
+}
+
+/// One node's answer to an ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) node: u16,
+    pub(crate) outcome: Outcome,
+    pub(crate) count: u32,
+}
+
+/// Where an ask goes.
+pub(crate) enum AskTo<'a> {
+    Node(u16),
+    Room(&'a str),
+    All,
+}
+
+/// An ask in flight: its answers arrive on `answers` until it is dropped.
+pub(crate) struct Asked<'a> {
+    cluster: &'a Cluster,
+    request: u64,
+    pub(crate) answers: mpsc::UnboundedReceiver<Answer>,
+}
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        self.cluster
+            .asks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.request);
+    }
 }
 
 impl Cluster {
@@ -129,6 +164,8 @@ impl Cluster {
             broken_flag: AtomicBool::new(false),
             broken: Notify::new(),
             tasks: Mutex::new(Vec::new()),
+            asks: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
         });
         let url = config.backplane.as_deref().unwrap_or_default();
         let engine = cluster.backplane.engine();
@@ -298,6 +335,41 @@ impl Cluster {
         }
         self.subscribed_changed.notify_waiters();
         Ok(())
+    }
+
+    /// Publishes `command` to `to`, asking each node that applies it to answer this node
+    /// (`own_node`) with its outcome. The answers arrive on the returned ask until it is
+    /// dropped. While the backplane is down nothing is published (and counted as dropped),
+    /// so no answer comes.
+    pub(crate) fn ask(&self, to: AskTo<'_>, own_node: u16, command: Command) -> Asked<'_> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, answers) = mpsc::unbounded_channel();
+        // Registered before it is published, so that no answer can come first.
+        self.asks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request, tx);
+        let channel: Arc<str> = match to {
+            AskTo::Node(node) => self.node_channel(node),
+            AskTo::Room(room) => self.room_channel(room).into(),
+            AskTo::All => self.all.clone(),
+        };
+        let ask = Command::Ask {
+            request,
+            reply_to: own_node,
+            command: Box::new(command),
+        };
+        self.enqueue(channel, &ask);
+        Asked {
+            cluster: self,
+            request,
+            answers,
+        }
+    }
+
+    /// Whether the backplane is connected now.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Queues `command` for node `node` only.
@@ -473,6 +545,44 @@ impl Cluster {
     fn receive(&self, payload: Bytes, sender: &Sender) {
         match Command::decode(payload) {
             Some((origin, _)) if origin == self.instance => {}
+            Some((
+                _,
+                Command::Ask {
+                    request,
+                    reply_to,
+                    command,
+                },
+            )) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let (outcome, count) = sender.apply_counted(*command);
+                let answer = Command::Answer {
+                    request,
+                    node: sender.node(),
+                    outcome,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                };
+                self.publish_to(reply_to, &answer);
+            }
+            Some((
+                _,
+                Command::Answer {
+                    request,
+                    node,
+                    outcome,
+                    count,
+                },
+            )) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let asks = self.asks.lock().unwrap_or_else(|p| p.into_inner());
+                // An answer after the asker stopped waiting is dropped.
+                if let Some(waiting) = asks.get(&request) {
+                    let _ = waiting.send(Answer {
+                        node,
+                        outcome,
+                        count,
+                    });
+                }
+            }
             Some((_, command)) => {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
                 sender.apply(command);

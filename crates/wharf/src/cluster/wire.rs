@@ -47,6 +47,55 @@ pub(crate) enum Command {
         scope: Scope,
         message: Message,
     },
+    /// `command`, and a request for each receiving node's [`Outcome`]: answered to node
+    /// `reply_to` with an [`Command::Answer`] carrying `request`.
+    Ask {
+        request: u64,
+        reply_to: u16,
+        command: Box<Command>,
+    },
+    /// Node `node`'s outcome of request `request`, with how many local connections queued
+    /// the message.
+    Answer {
+        request: u64,
+        node: u16,
+        outcome: Outcome,
+        count: u32,
+    },
+}
+
+/// What a node did with an asked-for command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Queued (to `count` connections).
+    Delivered,
+    /// No such connection on that node.
+    NotFound,
+    /// The connection's queue was full; it is being closed as a slow consumer.
+    QueueFull,
+    /// The connection is closing.
+    Closing,
+}
+
+impl Outcome {
+    fn code(self) -> u8 {
+        match self {
+            Outcome::Delivered => 0,
+            Outcome::NotFound => 1,
+            Outcome::QueueFull => 2,
+            Outcome::Closing => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Outcome> {
+        Some(match code {
+            0 => Outcome::Delivered,
+            1 => Outcome::NotFound,
+            2 => Outcome::QueueFull,
+            3 => Outcome::Closing,
+            _ => return None,
+        })
+    }
 }
 
 impl Command {
@@ -101,6 +150,27 @@ impl Command {
                     }
                 }
                 put_message(&mut out, message);
+            }
+            Command::Ask {
+                request,
+                reply_to,
+                command,
+            } => {
+                out.put_u64(*request);
+                out.put_u16(*reply_to);
+                // The inner command whole, its origin included, behind a length.
+                put_bytes(&mut out, &command.encode(origin));
+            }
+            Command::Answer {
+                request,
+                node,
+                outcome,
+                count,
+            } => {
+                out.put_u64(*request);
+                out.put_u16(*node);
+                out.put_u8(outcome.code());
+                out.put_u32(*count);
             }
         }
         out.freeze()
@@ -159,6 +229,22 @@ impl Command {
                 },
                 message: get_message(input)?,
             },
+            9 => Command::Ask {
+                request: get_u64(input)?,
+                reply_to: get_u16(input)?,
+                command: match Command::decode(get_bytes(input)?)? {
+                    // One level only: an ask inside an ask is refused.
+                    (inner, _) if inner != origin => return None,
+                    (_, Command::Ask { .. } | Command::Answer { .. }) => return None,
+                    (_, command) => Box::new(command),
+                },
+            },
+            10 => Command::Answer {
+                request: get_u64(input)?,
+                node: get_u16(input)?,
+                outcome: Outcome::from_code(get_u8(input)?)?,
+                count: get_u32(input)?,
+            },
             _ => return None,
         };
         input.is_empty().then_some((origin, command))
@@ -174,6 +260,8 @@ impl Command {
             Command::User { .. } => 5,
             Command::CloseUser { .. } => 6,
             Command::Broadcast { .. } => 7,
+            Command::Ask { .. } => 9,
+            Command::Answer { .. } => 10,
         }
     }
 }
@@ -205,6 +293,10 @@ fn get_u16(input: &mut Bytes) -> Option<u16> {
 
 fn get_u64(input: &mut Bytes) -> Option<u64> {
     (input.remaining() >= 8).then(|| input.get_u64())
+}
+
+fn get_u32(input: &mut Bytes) -> Option<u32> {
+    (input.remaining() >= 4).then(|| input.get_u32())
 }
 
 fn get_conn(input: &mut Bytes) -> Option<ConnId> {
@@ -288,6 +380,22 @@ mod tests {
                 message: Message::text("x"),
             },
         ];
+        let commands = commands.into_iter().chain([
+            Command::Ask {
+                request: 5,
+                reply_to: 17,
+                command: Box::new(Command::Push {
+                    conn: id,
+                    message: Message::text("asked"),
+                }),
+            },
+            Command::Answer {
+                request: 5,
+                node: 3,
+                outcome: Outcome::QueueFull,
+                count: 0,
+            },
+        ]);
         for command in commands {
             let encoded = command.encode(77);
             assert_eq!(Command::decode(encoded.clone()), Some((77, command)));
@@ -316,5 +424,71 @@ mod tests {
         );
         trailing.put_u8(0);
         assert!(Command::decode(trailing.freeze()).is_none());
+    }
+
+    #[test]
+    fn asks_and_answers_have_fixed_bytes() {
+        let ask = Command::Ask {
+            request: 0x0102,
+            reply_to: 7,
+            command: Box::new(Command::Push {
+                conn: ConnId::new(3, 9),
+                message: Message::text("hi"),
+            }),
+        };
+        #[rustfmt::skip]
+        let inner: &[u8] = &[
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 77,   // version, kind 0 (push), origin 77
+            0, 3, 0, 0, 0, 0, 0, 9,          // connection 3-9
+            1, 0, 0, 0, 2, b'h', b'i',       // text "hi"
+        ];
+        let mut expected = vec![1, 9, 0, 0, 0, 0, 0, 0, 0, 77]; // version, kind 9 (ask), origin
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]); // request 0x0102
+        expected.extend_from_slice(&[0, 7]); // reply to node 7
+        expected.extend_from_slice(&[0, 0, 0, inner.len() as u8]);
+        expected.extend_from_slice(inner);
+        assert_eq!(&ask.encode(77)[..], &expected[..]);
+
+        let answer = Command::Answer {
+            request: 0x0102,
+            node: 300,
+            outcome: Outcome::Closing,
+            count: 2,
+        };
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            1, 10, 0, 0, 0, 0, 0, 0, 0, 77, // version, kind 10 (answer), origin 77
+            0, 0, 0, 0, 0, 0, 1, 2,          // request
+            1, 44,                           // node 300
+            3,                               // closing
+            0, 0, 0, 2,                      // count
+        ];
+        assert_eq!(&answer.encode(77)[..], expected);
+    }
+
+    #[test]
+    fn nested_asks_and_foreign_inner_origins_are_refused() {
+        let push = Command::Push {
+            conn: ConnId::new(1, 1),
+            message: Message::text("x"),
+        };
+        let ask = |inner: Bytes| {
+            let mut out = BytesMut::new();
+            out.put_u8(VERSION);
+            out.put_u8(9);
+            out.put_u64(77);
+            out.put_u64(1);
+            out.put_u16(2);
+            put_bytes(&mut out, &inner);
+            out.freeze()
+        };
+        assert!(Command::decode(ask(push.encode(77))).is_some());
+        assert!(Command::decode(ask(push.encode(78))).is_none());
+        let nested = Command::Ask {
+            request: 1,
+            reply_to: 2,
+            command: Box::new(push),
+        };
+        assert!(Command::decode(ask(nested.encode(77))).is_none());
     }
 }
