@@ -78,6 +78,20 @@ impl AppParts {
             }
         }
         for (i, server) in config.server.servers.iter().enumerate() {
+            // Read here so that a missing certificate stops the start before the users store
+            // and the key are created; whether they are valid PEM is checked at bind.
+            for (what, path) in server
+                .tls
+                .iter()
+                .flat_map(|t| [("cert", &t.cert), ("key", &t.key)])
+            {
+                if let Err(e) = std::fs::File::open(path) {
+                    return Err(format!(
+                        "server[{i}].tls.{what}: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
             for (j, route) in server.routes.iter().enumerate() {
                 if !HANDLERS.contains(&route.handler.as_str()) {
                     return Err(format!(

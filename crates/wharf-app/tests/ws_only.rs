@@ -169,6 +169,13 @@ fn an_invalid_config_exits_2_before_creating_any_file() {
             PLAIN.replace("port = 0", "port = 0\nproxy_protocol = true"),
             "trusted_proxies",
         ),
+        (
+            PLAIN.replace(
+                "port = 0",
+                "port = 0\ntls = { cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\" }",
+            ),
+            "server[0].tls.cert",
+        ),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = wharf_serve(dir.path(), &config)
