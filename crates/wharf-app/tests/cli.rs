@@ -135,6 +135,10 @@ fn password_prompt_does_not_echo_at_a_terminal() {
         }
     };
     wait_for(&mut seen, "password for alice");
+    // rpassword prints the prompt, then turns echo off: a password typed within those few
+    // microseconds would be echoed by the terminal itself (as for a human typing ahead).
+    // Half a second is longer than that by far.
+    std::thread::sleep(Duration::from_millis(500));
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(b"typed-at-a-tty-42\r")
