@@ -4,13 +4,16 @@
 //! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane when
 //! `cluster.backplane` is set.
 //!
+//! Each half is mounted when its server is in the config ([`AppParts`]): a config with only
+//! WebSocket servers serves them without login, API, pages and metrics.
+//!
 //! Tests use [`bind`] directly with a config, a store and tokens; `wharf serve`
 //! ([`crate::serve`]) resolves those from the config file and the environment first.
 
 use std::sync::Arc;
 
 use wharf::config::ServerKind;
-use wharf::{BoundServer, Route, Router, Server};
+use wharf::{BoundServer, Route, Router, Server, ServerBuilder};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Guard};
@@ -22,8 +25,113 @@ use crate::tokens::Tokens;
 use crate::users::UserStore;
 use crate::web::{self, WebState};
 
+/// The named handlers a config file may mount with `wharf serve` (`route = [{ path,
+/// handler }]`).
+pub const HANDLERS: [&str; 1] = ["echo"];
+
+/// Which halves of the application the config has a server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppParts {
+    /// The `app.http_server` exists: login, the API, the pages and `/metrics` are served.
+    pub http: bool,
+    /// The `app.ws_server` exists: `/wss/demo`, `/wss/rooms/{room}`, `/wss/admin/feed`.
+    pub ws: bool,
+}
+
+impl AppParts {
+    /// Checks what the app asks of the config beyond the core's own validation, without
+    /// touching any file: `app.http_server` and `app.ws_server`, when present, are of the
+    /// right kind, and every route mounted from the file names a known handler.
+    pub fn of(config: &AppConfig) -> Result<AppParts, String> {
+        let mut parts = AppParts {
+            http: false,
+            ws: false,
+        };
+        for (setting, name, kind, on) in [
+            (
+                "app.http_server",
+                &config.app.http_server,
+                ServerKind::Http,
+                &mut parts.http,
+            ),
+            (
+                "app.ws_server",
+                &config.app.ws_server,
+                ServerKind::Websocket,
+                &mut parts.ws,
+            ),
+        ] {
+            if let Some(server) = config.server.server(name) {
+                if server.kind != kind {
+                    return Err(format!(
+                        "{setting}: the server `{name}` is not a {} server; set {setting} to \
+                         the name of one, or change the server's kind",
+                        if kind == ServerKind::Http {
+                            "`http`"
+                        } else {
+                            "`websocket`"
+                        }
+                    ));
+                }
+                *on = true;
+            }
+        }
+        for (i, server) in config.server.servers.iter().enumerate() {
+            // Read here so that a missing certificate stops the start before the users store
+            // and the key are created; whether they are valid PEM is checked at bind.
+            for (what, path) in server
+                .tls
+                .iter()
+                .flat_map(|t| [("cert", &t.cert), ("key", &t.key)])
+            {
+                if let Err(e) = std::fs::File::open(path) {
+                    return Err(format!(
+                        "server[{i}].tls.{what}: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+            for (j, route) in server.routes.iter().enumerate() {
+                if !HANDLERS.contains(&route.handler.as_str()) {
+                    return Err(format!(
+                        "server[{i}].route[{j}].handler: no handler called `{}` (wharf serve has: {})",
+                        route.handler,
+                        HANDLERS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Whether any part of the app is served (else no users store or keys are needed).
+    pub fn any(self) -> bool {
+        self.http || self.ws
+    }
+}
+
+/// The core servers from the config with the cluster backplane, before the app's routes.
+fn core_builder(config: &AppConfig) -> Result<ServerBuilder, wharf::Error> {
+    let mut builder = Server::builder(config.server.clone());
+    if config.server.cluster.backplane.is_some() {
+        let backplane = wharf_cluster::connect(&config.server.cluster)
+            .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
+        builder = builder.backplane(backplane);
+    }
+    Ok(builder)
+}
+
+/// Binds the configured servers with only the routes the config file mounts (no users
+/// store, no keys): what `wharf serve` runs when the config has neither the app's http nor
+/// its ws server.
+pub async fn bind_core(config: &AppConfig) -> Result<BoundServer, wharf::Error> {
+    core_builder(config)?.bind().await
+}
+
 /// Binds every configured server with the app's routes; serve it with
-/// [`BoundServer::serve`].
+/// [`BoundServer::serve`]. The app's WebSocket routes go on `app.ws_server` and its HTTP
+/// routes on `app.http_server`, each only when that server is in the config.
 ///
 /// The auth middleware is a route layer on the app's WebSocket routes only, so the
 /// built-in `/echo` (conformance, benchmarks) stays open.
@@ -32,12 +140,8 @@ pub async fn bind(
     store: UserStore,
     tokens: Arc<Tokens>,
 ) -> Result<BoundServer, wharf::Error> {
-    let mut builder = Server::builder(config.server.clone());
-    if config.server.cluster.backplane.is_some() {
-        let backplane = wharf_cluster::connect(&config.server.cluster)
-            .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
-        builder = builder.backplane(backplane);
-    }
+    let parts = AppParts::of(config).map_err(wharf::Error::Setup)?;
+    let mut builder = core_builder(config)?;
     let sender = builder.sender();
     let guard = Guard::new(tokens.clone(), config.auth.clone());
     let admin = AdminGuard::new(config.api.key.clone(), tokens.clone());
@@ -75,11 +179,13 @@ pub async fn bind(
         api_key: config.api.key.clone(),
     })
     .merge(web::router(pages));
-    let bound = builder
-        .websocket(&config.app.ws_server, ws)
-        .http(&config.app.http_server, http)
-        .bind()
-        .await?;
+    if parts.ws {
+        builder = builder.websocket(&config.app.ws_server, ws);
+    }
+    if parts.http {
+        builder = builder.http(&config.app.http_server, http);
+    }
+    let bound = builder.bind().await?;
     if let Some(addr) = bound.local_addr(&config.app.ws_server) {
         // Set before `serve`, so no page ever sees the port missing.
         let _ = ws_port.set(addr.port());

@@ -6,8 +6,9 @@
 //! Refusals are JSON, decided before the upgrade: 401 `credentials_missing`, 403
 //! `bad_credentials`, 403 `not_admin`.
 //!
-//! Once open, the server pushes a [`Snapshot`] (connections, open per route and the core's
-//! [`MetricsSnapshot`](wharf::MetricsSnapshot)) as a text message right away and then every
+//! Once open, the server pushes a [`Snapshot`] (the cluster's connections and open per
+//! route, and this node's [`MetricsSnapshot`](wharf::MetricsSnapshot)) as a text message
+//! right away and then every
 //! [`FEED_INTERVAL`]; what the client sends is ignored. A dashboard that does not read
 //! skips snapshots instead of piling them up (its queue is bounded like any other).
 
@@ -25,7 +26,7 @@ use wharf::{
     Sender,
 };
 
-use crate::api::{self, ConnEntry};
+use crate::api::{self, ConnEntry, NodeCount};
 use crate::auth::extract::{Found, find_token};
 use crate::tokens::Tokens;
 use crate::users::UserStore;
@@ -53,17 +54,23 @@ pub struct KnownRoute {
 #[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// This node's id.
+    /// The id of the node that serves the feed.
     pub node: u16,
     /// When it was taken, in milliseconds since the Unix epoch.
     pub at_ms: u64,
-    /// Open connections on this node.
+    /// Open connections in the cluster (this node's only while `cluster` is false).
     pub count: usize,
-    /// The connections, as `GET /api/connections` lists them (at most [`MAX_LISTED`]).
+    /// Whether the counts and lists cover the whole cluster: false while the backplane is
+    /// unreachable (then they are this node's).
+    pub cluster: bool,
+    /// Each live node and its open connections.
+    pub nodes: Vec<NodeCount>,
+    /// The connections, as `GET /api/connections` lists them, the oldest first (at most
+    /// [`MAX_LISTED`]; another node's are those its presence snapshot carries).
     pub connections: Vec<ConnEntry>,
-    /// Open connections per route, every known route included.
+    /// Open connections per route in the cluster, every known route included.
     pub routes: Vec<RouteOpen>,
-    /// The core's counters: totals since start (the page computes rates from deltas),
+    /// This node's counters: totals since start (the page computes rates from deltas),
     /// handshakes refused by reason, closes, drops, and the same per route.
     pub metrics: wharf::MetricsSnapshot,
 }
@@ -95,19 +102,18 @@ impl Feed {
         }
     }
 
-    /// Takes a snapshot of this node.
+    /// Takes a snapshot of the cluster (of this node while the backplane is down).
     pub async fn snapshot(&self, sender: &Sender) -> Snapshot {
-        let connections = api::entries(sender, &self.store, MAX_LISTED).await;
-        let infos = sender.list();
+        let (connections, nodes, cluster) = api::entries(sender, &self.store, MAX_LISTED).await;
         let mut open: BTreeMap<(String, String), usize> = self
             .routes
             .iter()
             .map(|r| ((r.server.clone(), r.route.clone()), 0))
             .collect();
-        for info in &infos {
+        for route in nodes.iter().flat_map(|n| &n.routes) {
             *open
-                .entry((info.server.clone(), info.route.clone()))
-                .or_default() += 1;
+                .entry((route.server.clone(), route.route.clone()))
+                .or_default() += route.open;
         }
         Snapshot {
             node: sender.node(),
@@ -115,7 +121,16 @@ impl Feed {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            count: infos.len(),
+            count: nodes.iter().map(|n| n.count).sum(),
+            cluster,
+            nodes: nodes
+                .iter()
+                .map(|n| NodeCount {
+                    node: n.node,
+                    count: n.count,
+                    complete: n.is_complete(),
+                })
+                .collect(),
             connections,
             routes: open
                 .into_iter()

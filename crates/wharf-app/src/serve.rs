@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tracing::{info, warn};
 
+use crate::app::AppParts;
 use crate::config::AppConfig;
 use crate::setup::{is_config_error, open_store, open_tokens};
 use crate::users::UserStore;
@@ -32,6 +33,24 @@ pub async fn run(
         }
     };
     config.server.cluster.allow_local_only |= allow_local_only;
+    // Everything that can be wrong in the config is found before any file is created.
+    let parts = match AppParts::of(&config).and_then(|parts| {
+        check_tokens(&config).map_err(|e| format!("[jwt]: {e}"))?;
+        Ok(parts)
+    }) {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("wharf: bad configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    log_parts(&config, parts);
+    if !parts.any() {
+        return match crate::app::bind_core(&config).await {
+            Ok(bound) => serve(bound).await,
+            Err(e) => bind_failed(&e),
+        };
+    }
     let store = match open_store(&config).await {
         Ok(store) => store,
         Err(e) => {
@@ -57,23 +76,59 @@ pub async fn run(
     if !config.auth.enabled {
         warn!("handshake auth is off (auth.enabled = false or JWT_OPEN=false)");
     }
-    let bound = match crate::app::bind(&config, store, tokens).await {
-        Ok(bound) => bound,
-        Err(wharf::Error::Config(e)) => {
-            eprintln!("wharf: bad configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        Err(e) => {
-            eprintln!("wharf: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    match crate::app::bind(&config, store, tokens).await {
+        Ok(bound) => serve(bound).await,
+        Err(e) => bind_failed(&e),
+    }
+}
+
+async fn serve(bound: wharf::BoundServer) -> ExitCode {
     match bound.serve(wharf::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wharf: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn bind_failed(error: &wharf::Error) -> ExitCode {
+    if let wharf::Error::Config(e) = error {
+        eprintln!("wharf: bad configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    eprintln!("wharf: {error}");
+    ExitCode::FAILURE
+}
+
+/// One line per half of the app that is off, naming the setting that brings it back.
+fn log_parts(config: &AppConfig, parts: AppParts) {
+    if !parts.http {
+        info!(
+            "no http server called `{}`: the app's login, API, pages and /metrics are off; \
+             add an http server with that name (or set app.http_server to one) to serve them",
+            config.app.http_server
+        );
+    }
+    if !parts.ws {
+        info!(
+            "no websocket server called `{}`: /wss/demo, /wss/rooms/{{room}} and \
+             /wss/admin/feed are off; add one with that name (or set app.ws_server) to serve them",
+            config.app.ws_server
+        );
+    }
+}
+
+/// Checks the `[jwt]` settings as [`open_tokens`] will use them, without reading or writing
+/// the secret file (a stand-in secret of the generated length is used when none is set).
+fn check_tokens(config: &AppConfig) -> Result<(), crate::tokens::SecretError> {
+    if !config.jwt.algorithm.is_symmetric() {
+        return crate::tokens::Tokens::new(&config.jwt, None).map(drop);
+    }
+    match config.jwt.secret.as_deref() {
+        Some("") => Err(crate::tokens::SecretError::EmptySecret),
+        Some(secret) => crate::tokens::Tokens::new(&config.jwt, Some(secret.as_bytes())).map(drop),
+        None => crate::tokens::Tokens::new(&config.jwt, Some(&[0x5a; 32])).map(drop),
     }
 }
 

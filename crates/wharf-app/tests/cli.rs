@@ -85,3 +85,87 @@ fn bad_config_exits_2_and_names_the_file() {
         assert!(stderr.contains("bad.toml"), "{stderr}");
     }
 }
+
+/// At a terminal the password prompt does not echo: `wharf user add` runs under a pseudo
+/// terminal (util-linux `script`), the password is typed once the prompt shows, and the
+/// terminal's output never contains it; the stored password is the one typed.
+#[test]
+fn password_prompt_does_not_echo_at_a_terminal() {
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("util-linux `script` is needed to run wharf under a pseudo terminal");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let command = format!("{} user add alice", env!("CARGO_BIN_EXE_wharf"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("WHARF_DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("WHARF_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut out = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let wait_for = |seen: &mut Vec<u8>, what: &str| {
+        while !String::from_utf8_lossy(seen).contains(what) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => panic!(
+                    "no `{what}` in time; output: {}",
+                    String::from_utf8_lossy(seen)
+                ),
+            }
+        }
+    };
+    wait_for(&mut seen, "password for alice");
+    // rpassword prints the prompt, then turns echo off: a password typed within those few
+    // microseconds would be echoed by the terminal itself (as for a human typing ahead).
+    // Half a second is longer than that by far.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"typed-at-a-tty-42\r")
+        .expect("type the password");
+    wait_for(&mut seen, "added user alice");
+    let status = child.wait().expect("wait");
+    drop(stdin);
+    let _ = reader.join();
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(
+        !shown.contains("typed-at-a-tty-42"),
+        "the password was echoed: {shown}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = wharf_app::users::UserStore::open(None, dir.path())
+            .await
+            .expect("store");
+        let user = store
+            .verify("alice", "typed-at-a-tty-42")
+            .await
+            .expect("verify");
+        assert!(user.is_some(), "the typed password is the stored one");
+        store.close().await;
+    });
+}

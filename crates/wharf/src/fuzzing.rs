@@ -99,3 +99,34 @@ pub fn handshake(data: &[u8]) {
         "response head not terminated"
     );
 }
+
+/// Parses `data` as the start of a connection on a `proxy_protocol` listener
+/// (`server/proxy_protocol.rs`), the way the reader does: growing the input to what the
+/// parser asks for.
+///
+/// # Panics
+/// When the parser asks for fewer bytes than it has or more than its bound, or says a
+/// header is longer than its input.
+pub fn proxy_header(data: &[u8]) {
+    use crate::server::proxy_protocol::{MAX_HEADER, Parsed, parse};
+    let mut have = 0;
+    loop {
+        match parse(&data[..have]) {
+            Err(_) => return,
+            Ok(Parsed::Complete { len, .. }) => {
+                assert!(len <= have, "a header of {len} bytes from {have}");
+                return;
+            }
+            Ok(Parsed::Incomplete { need }) => {
+                assert!(
+                    need > have && need <= MAX_HEADER,
+                    "asked for {need} with {have}"
+                );
+                if need > data.len() {
+                    return;
+                }
+                have = need;
+            }
+        }
+    }
+}

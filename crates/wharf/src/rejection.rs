@@ -144,6 +144,26 @@ impl Rejection {
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
+    /// 403 on a `proxy_protocol` listener for a peer that is not in `trusted_proxies`: only
+    /// the proxies may connect to it.
+    pub fn untrusted_proxy() -> Rejection {
+        Rejection::new(
+            StatusCode::FORBIDDEN,
+            "untrusted_proxy",
+            "this listener takes connections from its trusted proxies only",
+        )
+    }
+
+    /// 400 on a `proxy_protocol` listener for a connection that does not start with a valid
+    /// PROXY protocol header (v1 or v2).
+    pub fn bad_proxy_header(error: &dyn std::fmt::Display) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "bad_proxy_header",
+            error.to_string(),
+        )
+    }
+
     /// 403 for a browser handshake whose `Origin` the route does not allow (cross-site
     /// WebSocket hijacking: a page on another site opening a socket with the user's cookies).
     pub fn origin_forbidden(origin: &str) -> Rejection {

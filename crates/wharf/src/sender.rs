@@ -374,7 +374,7 @@ impl Sender {
         self.cluster().map(|c| c.stats(self.node()))
     }
 
-    async fn others(&self) -> Result<Vec<NodePresence>, SendError> {
+    pub(crate) async fn others(&self) -> Result<Vec<NodePresence>, SendError> {
         match self.cluster() {
             Some(cluster) => cluster
                 .others(self.node())

@@ -39,8 +39,10 @@ use crate::handler::{DynHandler, Echo, Handler};
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
+mod client_addr;
 mod http_server;
 mod peers;
+pub(crate) mod proxy_protocol;
 mod tls;
 mod upgrade;
 
@@ -184,6 +186,7 @@ impl ServerBuilder {
                         router,
                         open: AtomicUsize::new(0),
                         peers: Arc::default(),
+                        proxy: client_addr::ProxySettings::new(server),
                         tasks: tasks.clone(),
                         shutdown: shutdown_rx.clone(),
                     };
@@ -359,6 +362,8 @@ pub(crate) struct ServerShared {
     pub(crate) open: AtomicUsize,
     /// Connections per client address (for `max_connections_per_ip`).
     pub(crate) peers: Arc<peers::PeerCounts>,
+    /// Who may report the client's address, and how.
+    pub(crate) proxy: client_addr::ProxySettings,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -401,19 +406,38 @@ async fn accept_loop(
     }
 }
 
-async fn handle_connection(shared: Arc<ServerShared>, stream: TcpStream, peer: SocketAddr) {
+async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, tcp_peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // The PROXY header comes before anything else, TLS included.
+    let peer = if shared.proxy.protocol {
+        let header = client_addr::from_proxy_protocol(&shared, &mut stream, tcp_peer);
+        match Box::pin(header).await {
+            Some(client) => client,
+            None => return,
+        }
+    } else {
+        tcp_peer
+    };
     // Taken before the handshake is read and held to the end, so an address can hold no
-    // more half-open handshakes than its cap; over it the client gets a 429 at once.
-    let peer_slot = shared
-        .peers
-        .acquire(peer.ip(), shared.limits.max_connections_per_ip);
+    // more half-open handshakes than its cap; over it the client gets a 429 at once. From a
+    // trusted proxy that forwards the client's address in a header, it is taken once the
+    // head is read (the proxy's own connections are never capped).
+    let admission = if shared.proxy.reads_headers_from(peer) {
+        None
+    } else {
+        let trusted = shared.proxy.trusts(peer.ip());
+        Some(
+            shared
+                .peers
+                .admit(&shared.name, peer, &shared.limits, trusted),
+        )
+    };
     match &shared.tls {
-        None => serve_connection(shared, stream, peer, peer_slot).await,
+        None => serve_connection(shared, stream, peer, admission).await,
         // Boxed: a TLS stream and its handshake are kilobytes, and the task of every plain
         // connection would otherwise be sized for them.
         Some(acceptor) => {
-            Box::pin(serve_tls(acceptor.clone(), shared, stream, peer, peer_slot)).await
+            Box::pin(serve_tls(acceptor.clone(), shared, stream, peer, admission)).await
         }
     }
 }
@@ -424,28 +448,29 @@ async fn serve_tls(
     shared: Arc<ServerShared>,
     stream: TcpStream,
     peer: SocketAddr,
-    peer_slot: Option<peers::PeerSlot>,
+    admission: Option<peers::Admission>,
 ) {
     let timeout = shared.limits.handshake_timeout;
     match tls::handshake(&acceptor, stream, peer, timeout).await {
-        Some(tls) => serve_connection(shared, tls, peer, peer_slot).await,
+        Some(tls) => serve_connection(shared, tls, peer, admission).await,
         None => shared.sender.counters().rejected("tls_handshake"),
     }
 }
 
-/// Runs the WebSocket handshake and then the connection, over plain TCP or TLS. `peer_slot`
-/// is the address's place under `max_connections_per_ip` (`None`: over the cap, refused).
+/// Runs the WebSocket handshake and then the connection, over plain TCP or TLS. `peer` is
+/// the client address known so far; `admission` its standing under
+/// `max_connections_per_ip` (`None`: decided once the request head names the client).
 async fn serve_connection<S>(
     shared: Arc<ServerShared>,
     mut stream: S,
     peer: SocketAddr,
-    peer_slot: Option<peers::PeerSlot>,
+    admission: Option<peers::Admission>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
-    let handshake = upgrade::handshake(&shared, &mut stream, peer, peer_slot.is_some());
+    let handshake = upgrade::handshake(&shared, &mut stream, peer, admission);
     let Some(accepted) = Box::pin(handshake).await else {
         return;
     };
@@ -458,6 +483,8 @@ async fn serve_connection<S>(
         deflate,
         leftover,
         slot,
+        peer,
+        admission,
     } = accepted;
     let send_compression = deflate
         .as_ref()
@@ -500,7 +527,7 @@ async fn serve_connection<S>(
         .counters()
         .closed(event.code.as_u16(), event.initiator);
     drop(slot);
-    drop(peer_slot);
+    drop(admission);
 }
 
 /// Counts connection tasks so shutdown can wait for all of them.

@@ -86,6 +86,8 @@ async fn origins_from_the_config_file_guard_mounted_routes() {
 async fn connections_over_the_per_ip_cap_get_429_until_one_ends() {
     let mut config = ws_server();
     config.limits.max_connections_per_ip = 2;
+    // The test clients are on loopback, which the cap leaves alone by default.
+    config.limits.cap_private_addresses = true;
     let server = start_ws_with(config, Router::new().route("/echo", Echo)).await;
     let mut a = connect(server.addr(), "/echo").await;
     let b = connect(server.addr(), "/echo").await;

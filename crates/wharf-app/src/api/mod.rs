@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `POST /auth/login` | none | `{"token","expires_at","token_type":"Bearer"}`; 401 `invalid_credentials` |
 //! | `POST /api/push` | admin | `{"delivered": N}`; 404 `conn_not_found` |
-//! | `GET /api/connections` | admin | `{"count", "connections": [...]}` |
+//! | `GET /api/connections?limit=&cursor=&node=` | admin | `{"count","connections":[…],"next_cursor","nodes":[{"node","count","complete"}]}` (whole cluster, by id, 100 a page) |
 //! | `DELETE /api/connections/{id}` | admin | `{"closed","code","reason"}`; 404 `conn_not_found` |
 //! | `GET /api/rooms` | admin | `{"rooms": {"<room>": N}}` (whole cluster) |
 //! | `GET /api/rooms/{room}` | admin | `{"room","count","members":[{"conn","user"}]}` (whole cluster) |
@@ -37,7 +37,10 @@ use wharf::axum::Router;
 use wharf::axum::extract::DefaultBodyLimit;
 use wharf::axum::routing::{delete, get, post, put};
 
-pub use self::connections::{CloseParams, ConnEntry, MAX_REASON, entries};
+pub use self::connections::{
+    CloseParams, ConnEntry, DEFAULT_PAGE, ListParams, LocalDetails, MAX_PAGE, MAX_REASON,
+    NodeCount, entries,
+};
 pub use self::login::{LoginRequest, LoginResponse};
 pub use self::push::{PushRequest, UserRef};
 use crate::tokens::Tokens;

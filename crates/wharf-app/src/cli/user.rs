@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use super::{fail, open};
 
-/// `wharf user add ACCOUNT`: the password is one line read from stdin (with a prompt
-/// on stderr when stdin is a terminal; the input is echoed).
+/// `wharf user add ACCOUNT`: the password is one line read from stdin; when stdin is a
+/// terminal, it is asked for at a prompt that does not echo what is typed.
 pub async fn add(config_path: Option<&Path>, account: &str) -> ExitCode {
     let password = match read_password(account) {
         Ok(password) => password,
@@ -73,12 +73,12 @@ pub async fn remove(config_path: Option<&Path>, account: &str) -> ExitCode {
     }
 }
 
-/// One line from stdin without its line ending.
+/// One line from stdin without its line ending: at a terminal through a prompt with echo
+/// off (`rpassword`), else (a pipe, a file) as is.
 fn read_password(account: &str) -> std::io::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("password for {account} (shown as typed): ");
-        std::io::stderr().flush()?;
+        return rpassword::prompt_password(format!("password for {account} (not shown): "));
     }
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;

@@ -11,6 +11,7 @@
 //! `wharf-cluster` crate has Redis and NATS) and is handed to
 //! [`ServerBuilder::backplane`](crate::ServerBuilder::backplane).
 
+mod listing;
 mod presence;
 mod runtime;
 mod wire;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use listing::{ClusterConn, MAX_LISTED_PER_NODE, NodeConns, RouteCount};
 pub use presence::Member;
 pub(crate) use presence::NodePresence;
 pub(crate) use runtime::{AskTo, Cluster};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::listing::{Listed, MAX_LISTED_PER_NODE};
 use crate::ConnId;
 use crate::registry::Registry;
 
@@ -35,6 +36,10 @@ pub(crate) struct NodePresence {
     pub(crate) conns: usize,
     pub(crate) rooms: BTreeMap<String, Vec<Member>>,
     pub(crate) users: BTreeMap<String, Vec<ConnId>>,
+    /// Its connections (bounded) and per-route counts, for cluster-wide listings. Absent in
+    /// snapshots of older nodes.
+    #[serde(default)]
+    pub(crate) listed: Listed,
 }
 
 impl NodePresence {
@@ -45,6 +50,7 @@ impl NodePresence {
             instance,
             at_ms: now_ms(),
             conns: registry.count(),
+            listed: Listed::of(registry, MAX_LISTED_PER_NODE),
             ..NodePresence::default()
         };
         registry.rooms.each(|room, members| {

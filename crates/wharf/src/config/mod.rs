@@ -15,6 +15,7 @@
 //! ```
 
 mod compression;
+mod proxy;
 mod units;
 
 use serde::Deserialize;
@@ -23,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compression::Compression;
+pub use proxy::{ForwardedHeader, IpNet};
+pub(crate) use proxy::{canonical, is_private};
 pub(crate) use units::{parse_duration, parse_size};
 
 /// The whole configuration of a wharf process.
@@ -138,6 +141,25 @@ pub struct ServerConfig {
     /// [`Compression`].
     #[serde(default)]
     pub compression: Compression,
+    /// Peers (addresses and CIDR networks) trusted to say who the client is: from them the
+    /// client address is taken from the PROXY protocol header (with `proxy_protocol`) or from
+    /// `forwarded_header`, and used for `max_connections_per_ip`, logs, listings and
+    /// [`PeerAddr`](crate::PeerAddr). From any other peer those are ignored. WebSocket
+    /// servers only. Default: none (every client address is the TCP peer).
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy, nginx
+    /// `proxy_protocol on`, AWS NLB and others send it) carrying the client's address. Such a
+    /// listener refuses a peer outside `trusted_proxies` (403 `untrusted_proxy`) and a
+    /// connection without a valid header (400 `bad_proxy_header`); needs `trusted_proxies`.
+    /// WebSocket servers only. Default: false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The header a trusted proxy writes the client's address into: `"x-forwarded-for"`,
+    /// `"forwarded"` (RFC 7239) or `"none"`. The rightmost address that is not itself a
+    /// trusted proxy is the client. Default: `"x-forwarded-for"`.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
 }
 
 /// `tls = { cert = "cert.pem", key = "key.pem" }`: PEM files, the certificate chain (leaf
@@ -218,9 +240,17 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent TCP connections (handshakes in progress and open WebSockets) from one
     /// client address (IPv6: one /64); more are refused with 429 at the handshake. Generous
-    /// because many clients can share one address behind NAT. `0` turns it off.
+    /// because many clients can share one address behind NAT. The client address is the one
+    /// a trusted proxy reports (see `trusted_proxies`). A trusted proxy's own address is
+    /// never capped, nor (unless `cap_private_addresses`) a loopback or private one, which is
+    /// what a proxy that is not listed in `trusted_proxies` connects from. `0` turns it off.
     /// Default: 1000.
     pub max_connections_per_ip: usize,
+    /// Apply `max_connections_per_ip` to loopback, private (RFC 1918, IPv6 unique local)
+    /// and link-local client addresses too. Off by default so that a server behind a proxy
+    /// that is not listed in `trusted_proxies` (every client then shares the proxy's
+    /// address) does not refuse its 1,001st user. Default: false.
+    pub cap_private_addresses: bool,
     /// Messages (data and control frames) one connection may send per second on average;
     /// more close it with 1008 "message rate limit exceeded". `0` turns it off.
     /// Default: 0 (off).
@@ -288,6 +318,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             max_connections: 50_000,
             max_connections_per_ip: 1000,
+            cap_private_addresses: false,
             max_messages_per_sec: 0,
             message_burst: 0,
             max_queue_size: 4 << 20,
@@ -321,6 +352,9 @@ impl ServerConfig {
             routes: Vec::new(),
             tls: None,
             compression: Compression::default(),
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+            forwarded_header: ForwardedHeader::default(),
         }
     }
 
@@ -423,6 +457,9 @@ impl Config {
     /// | `WHARF_<NAME>_MAX_CONNECTIONS_PER_IP` | its `limits.max_connections_per_ip` |
     /// | `WHARF_<NAME>_MAX_MESSAGES_PER_SEC` | its `limits.max_messages_per_sec` |
     /// | `WHARF_<NAME>_COMPRESSION` | its `compression.enabled` (`true`/`false`) |
+    /// | `WHARF_<NAME>_TRUSTED_PROXIES` | its `trusted_proxies`, comma-separated (empty: none) |
+    /// | `WHARF_<NAME>_PROXY_PROTOCOL` | its `proxy_protocol` (`true`/`false`) |
+    /// | `WHARF_<NAME>_FORWARDED_HEADER` | its `forwarded_header` |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
@@ -500,6 +537,17 @@ impl Config {
             if let Some(on) = parsed(&var, &name("COMPRESSION"), "true or false")? {
                 server.compression.enabled = on;
             }
+            if let Some(v) = var(&name("TRUSTED_PROXIES")) {
+                server.trusted_proxies =
+                    proxy::parse_list(&v).map_err(|m| bad(&name("TRUSTED_PROXIES"), m))?;
+            }
+            if let Some(on) = parsed(&var, &name("PROXY_PROTOCOL"), "true or false")? {
+                server.proxy_protocol = on;
+            }
+            if let Some(v) = var(&name("FORWARDED_HEADER")) {
+                server.forwarded_header =
+                    v.parse().map_err(|m| bad(&name("FORWARDED_HEADER"), m))?;
+            }
             if let Some(v) = var(&name("MAX_MESSAGE_SIZE")) {
                 server.limits.max_message_size =
                     parse_size(&v).map_err(|m| bad(&name("MAX_MESSAGE_SIZE"), m))?;
@@ -560,6 +608,26 @@ impl Config {
                 return Err(key_err(
                     key("route"),
                     "config routes mount WebSocket handlers; this server is `http`".into(),
+                ));
+            }
+            if server.kind == ServerKind::Http {
+                if server.proxy_protocol {
+                    return Err(key_err(
+                        key("proxy_protocol"),
+                        "only websocket servers read the PROXY protocol; remove it from this `http` server".into(),
+                    ));
+                }
+                if !server.trusted_proxies.is_empty() {
+                    return Err(key_err(
+                        key("trusted_proxies"),
+                        "only websocket servers use the client address; remove it from this `http` server".into(),
+                    ));
+                }
+            }
+            if server.proxy_protocol && server.trusted_proxies.is_empty() {
+                return Err(key_err(
+                    key("proxy_protocol"),
+                    "needs trusted_proxies (the proxies' addresses): without them every connection would be refused".into(),
                 ));
             }
             if server.limits.message_burst != 0 && server.limits.max_messages_per_sec == 0 {
@@ -762,6 +830,49 @@ mod tests {
             config.server("ws").map(|s| s.limits.max_messages_per_sec),
             Some(100)
         );
+    }
+
+    #[test]
+    fn proxy_settings_parse_validate_and_follow_the_environment() {
+        let ws = |extra: &str| format!("[[server]]\nname='ws'\nkind='websocket'\nport=1\n{extra}");
+        let config = Config::from_toml_str(&ws(
+            "trusted_proxies=['10.0.0.0/8','::1']\nproxy_protocol=true\nforwarded_header='forwarded'\n",
+        ))
+        .expect("valid");
+        let server = &config.servers[0];
+        assert_eq!(server.trusted_proxies.len(), 2);
+        assert!(server.proxy_protocol);
+        assert_eq!(server.forwarded_header, ForwardedHeader::Forwarded);
+        let err = Config::from_toml_str(&ws("proxy_protocol=true\n")).expect_err("no proxies");
+        assert_eq!(err.key(), Some("server[0].proxy_protocol"));
+        assert!(Config::from_toml_str(&ws("trusted_proxies=['10.0.0.0/33']\n")).is_err());
+        assert!(Config::from_toml_str(&ws("forwarded_header='x-real-ip'\n")).is_err());
+        let err = Config::from_toml_str(
+            "[[server]]\nname='h'\nkind='http'\nport=1\ntrusted_proxies=['10.0.0.1']\n",
+        )
+        .expect_err("http server");
+        assert_eq!(err.key(), Some("server[0].trusted_proxies"));
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "WHARF_WS_TRUSTED_PROXIES" => Some("10.0.0.0/8, 192.0.2.7".to_owned()),
+                "WHARF_WS_PROXY_PROTOCOL" => Some("true".to_owned()),
+                "WHARF_WS_FORWARDED_HEADER" => Some("none".to_owned()),
+                _ => None,
+            })
+            .expect("valid");
+        let ws = config.server("ws").expect("ws");
+        assert_eq!(ws.trusted_proxies.len(), 2);
+        assert!(ws.proxy_protocol);
+        assert_eq!(ws.forwarded_header, ForwardedHeader::None);
+        let err = Config::default()
+            .apply_env(|name| (name == "WHARF_WS_TRUSTED_PROXIES").then(|| "nope".to_owned()))
+            .expect_err("not an address");
+        assert!(
+            err.to_string().contains("WHARF_WS_TRUSTED_PROXIES"),
+            "{err}"
+        );
+        assert!(!Limits::default().cap_private_addresses);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracing::{debug, error};
 use wharf_proto::DeflateParams;
 
 use super::ServerShared;
+use super::peers::Admission;
 use crate::conn::OpenRequest;
 use crate::handshake::{RequestHead, read_head, validate_upgrade, write_response, write_switching};
 use crate::middleware::{HandshakeRequest, HandshakeService, PeerAddr, RouteParams};
@@ -59,18 +60,23 @@ pub(crate) struct Accepted<'r> {
     pub(crate) deflate: Option<DeflateParams>,
     pub(crate) leftover: Vec<u8>,
     pub(crate) slot: Slot,
+    /// The client's address (from a trusted proxy, the one it reported).
+    pub(crate) peer: SocketAddr,
+    /// Its place under `max_connections_per_ip`, held to the end of the connection.
+    pub(crate) admission: Admission,
 }
 
 /// Runs the handshake. `None` when the connection was refused or dropped (already answered
-/// and logged).
+/// and logged). `admission`: the client's standing under `max_connections_per_ip`, or `None`
+/// when a trusted proxy names the client in the request head (decided once it is read).
 pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
     shared: &'r Arc<ServerShared>,
     stream: &mut S,
     peer: SocketAddr,
-    peer_has_slot: bool,
+    admission: Option<Admission>,
 ) -> Option<Accepted<'r>> {
     let limits = &shared.limits;
-    if !peer_has_slot {
+    if admission.as_ref().is_some_and(Admission::is_refused) {
         // Answered at once, without waiting for the request: an address over its cap must
         // not hold more sockets for a whole handshake timeout. `refuse` drains what the
         // client sends meanwhile, so it reads the 429 rather than a reset.
@@ -102,7 +108,25 @@ pub(crate) async fn handshake<'r, S: AsyncRead + AsyncWrite + Unpin>(
     };
 
     let path = head.request.uri().path().to_owned();
-    match decide(shared, head, peer).await {
+    let (peer, admission) = match admission {
+        Some(admission) => (peer, admission),
+        None => {
+            let client = shared.proxy.client_addr(peer, head.request.headers());
+            let trusted = shared.proxy.trusts(client.ip());
+            let admission = shared.peers.admit(&shared.name, client, limits, trusted);
+            if admission.is_refused() {
+                debug!(peer = %client, proxy = %peer, "too many connections from this address");
+                let response = shared
+                    .error_handler
+                    .rejection(Rejection::too_many_connections_from_ip());
+                shared.sender.counters().rejected(&reason(&response));
+                refuse(stream, response, client, &path).await;
+                return None;
+            }
+            (client, admission)
+        }
+    };
+    match decide(shared, head, peer, admission).await {
         Ok(accepted) => {
             let mut out = Vec::with_capacity(256);
             let extensions = accepted.0.deflate.map(|params| params.to_header());
@@ -132,6 +156,7 @@ async fn decide<'r>(
     shared: &'r Arc<ServerShared>,
     head: RequestHead,
     peer: SocketAddr,
+    admission: Admission,
 ) -> Decision<'r> {
     let RequestHead {
         mut request,
@@ -202,12 +227,14 @@ async fn decide<'r>(
         deflate: deflate.flatten(),
         leftover,
         slot,
+        peer,
+        admission,
     };
     Ok((accepted, accept, headers))
 }
 
 /// Why a handshake was refused, for the metrics: the `error` of its JSON body, else its status.
-fn reason(response: &HandshakeResponse) -> String {
+pub(super) fn reason(response: &HandshakeResponse) -> String {
     serde_json::from_str::<serde_json::Value>(response.body())
         .ok()
         .and_then(|json| json.get("error")?.as_str().map(str::to_owned))
@@ -216,7 +243,7 @@ fn reason(response: &HandshakeResponse) -> String {
 
 /// Sends a refusal and closes. The read side is drained briefly after the write side is
 /// shut, so the client reads the response instead of a TCP reset.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     response: HandshakeResponse,
     peer: SocketAddr,

@@ -111,7 +111,12 @@ function render(snapshot) {
   const rateIn = rate(snapshot, previous, (s) => s.metrics?.messages_in);
   const rateOut = rate(snapshot, previous, (s) => s.metrics?.messages_out);
 
-  $('node').textContent = `node ${snapshot.node}`;
+  const nodes = snapshot.nodes || [];
+  $('node').textContent = snapshot.cluster === false
+    ? `node ${snapshot.node} only (the cluster backplane is unreachable)`
+    : nodes.length > 1
+      ? `${nodes.length} nodes (${nodes.map((n) => `${n.node}: ${n.count.toLocaleString()}`).join(', ')}), served by node ${snapshot.node}`
+      : `node ${snapshot.node}`;
   $('stat-connections').textContent = snapshot.count.toLocaleString();
   $('stat-in').textContent = fmtRate(rateIn);
   $('stat-out').textContent = fmtRate(rateOut);
@@ -178,7 +183,7 @@ function connectionRow(c) {
   const cells = [
     [el('code', {}, c.id)],
     user,
-    [el('code', {}, c.path)],
+    [el('code', {}, c.path ?? c.route)],
     [c.peer],
     [age(c.age_ms)],
     (c.rooms || []).map((room) => el('span', { class: 'tag' }, room)),
@@ -212,7 +217,7 @@ function renderConnections(snapshot) {
   }
   const more = snapshot.count - snapshot.connections.length;
   $('connections-more').hidden = more <= 0;
-  $('connections-more').textContent = `and ${more.toLocaleString()} more (the feed lists the oldest ${snapshot.connections.length})`;
+  $('connections-more').textContent = `and ${more.toLocaleString()} more in the cluster (the feed lists the oldest ${snapshot.connections.length})`;
 }
 
 // ---- the chart ----------------------------------------------------------------------------
