@@ -15,6 +15,7 @@
 //! ```
 
 mod compression;
+mod history;
 mod units;
 
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compression::Compression;
+pub use history::{HistoryConfig, HistoryRule};
 pub(crate) use units::{parse_duration, parse_size};
 
 /// The whole configuration of a wharf process.
@@ -95,6 +97,9 @@ pub struct RoomsConfig {
     /// Send `{"event":"join"|"leave","room":…,"conn":…,"user":…}` to a room's other members
     /// when a connection joins or leaves it (closing leaves every room). Default: false.
     pub presence_events: bool,
+    /// Which rooms keep their last messages (`[rooms.history]`). Default: none; see
+    /// [`HistoryConfig`].
+    pub history: HistoryConfig,
 }
 
 /// What a server speaks.
@@ -429,6 +434,9 @@ impl Config {
     /// | `WHARF_CLUSTER_PREFIX` | `cluster.prefix` |
     /// | `WHARF_CLUSTER_PRESENCE_TTL` | `cluster.presence_ttl` |
     /// | `WHARF_CLUSTER_ALLOW_LOCAL_ONLY` | `cluster.allow_local_only` (`true`/`false`) |
+    /// | `WHARF_ROOMS_HISTORY_SIZE` | `rooms.history.size` |
+    /// | `WHARF_ROOMS_HISTORY_TTL` | `rooms.history.ttl` |
+    /// | `WHARF_ROOMS_HISTORY_IDEMPOTENCY_WINDOW` | `rooms.history.idempotency_window` |
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn bad(name: &str, message: String) -> ConfigError {
             ConfigError {
@@ -469,6 +477,7 @@ impl Config {
         if let Some(allow) = parsed(&var, "WHARF_CLUSTER_ALLOW_LOCAL_ONLY", "true or false")? {
             self.cluster.allow_local_only = allow;
         }
+        self.rooms.history.apply_env(&var, bad)?;
         for server in &mut self.servers {
             let prefix = format!("WHARF_{}_", server.name.to_uppercase().replace('-', "_"));
             let name = |suffix: &str| format!("{prefix}{suffix}");
@@ -527,6 +536,10 @@ impl Config {
                 "must be a non-empty word".into(),
             ));
         }
+        self.rooms
+            .history
+            .check()
+            .map_err(|(key, message)| key_err(key, message))?;
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         for (i, server) in self.servers.iter().enumerate() {

@@ -31,8 +31,10 @@
 //! # Ok(()) }
 //! ```
 
+mod hub;
 mod memory;
 mod position;
+mod sequencer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ use std::time::Duration;
 use crate::Message;
 use crate::cluster::BoxFuture;
 
+pub(crate) use hub::HistoryState;
+pub use hub::{HistoryHub, PublishOptions, Published, Recovery, RoomError};
 pub use memory::MemoryHistory;
 pub use position::{ParsePositionError, Position};
 
