@@ -32,7 +32,8 @@ pub async fn bind(
     store: UserStore,
     tokens: Arc<Tokens>,
 ) -> Result<BoundServer, wharf::Error> {
-    let mut builder = Server::builder(config.server.clone());
+    let mut builder =
+        Server::builder(config.server.clone()).history_envelope(crate::api::history::envelope);
     if config.server.cluster.backplane.is_some() {
         let backplane = wharf_cluster::connect(&config.server.cluster)
             .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
