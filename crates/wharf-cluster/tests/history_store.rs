@@ -15,7 +15,7 @@ use wharf::Message;
 use wharf::history::{
     HistoryError, HistoryPage, HistoryPolicy, HistoryStore, MemoryHistory, Position,
 };
-use wharf_cluster::RedisHistory;
+use wharf_cluster::{NatsHistory, RedisHistory};
 
 fn redis_url() -> String {
     std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -65,7 +65,7 @@ impl Store {
         let store: Arc<dyn HistoryStore> = match engine {
             Engine::Memory => Arc::new(MemoryHistory::new()),
             Engine::Redis => Arc::new(RedisHistory::new(url, &prefix).expect("a redis url")),
-            Engine::Nats => unreachable!("NATS follows"),
+            Engine::Nats => Arc::new(NatsHistory::new(url, &prefix)),
         };
         Store {
             engine,
@@ -217,6 +217,30 @@ async fn an_empty_room_has_a_top_that_the_first_publish_continues(engine: Engine
     let page = s.read("room", Some(&empty.top), 10, &p).await;
     assert!(page.complete);
     assert_eq!(texts(&page), ["one"]);
+    s.done().await;
+}
+
+async fn concurrent_readers_of_an_empty_room_agree_on_its_epoch(engine: Engine) {
+    let s = Store::new(engine, "readers");
+    let p = policy(100, 60);
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (store, p) = (s.store.clone(), p.clone());
+        handles.push(tokio::spawn(async move {
+            store.read("room", None, 10, &p).await.expect("read").top
+        }));
+    }
+    let mut tops = Vec::new();
+    for h in handles {
+        tops.push(h.await.expect("task"));
+    }
+    let top = tops[0].clone();
+    assert!(tops.iter().all(|t| *t == top), "{tops:?}");
+    assert_eq!(top.offset, 0);
+    assert_eq!(
+        s.append("room", "one", &p).await,
+        Position::new(top.epoch, 1)
+    );
     s.done().await;
 }
 
@@ -480,12 +504,21 @@ macro_rules! suite {
                 }
             )*
         }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::Nats).await;
+                }
+            )*
+        }
     };
 }
 
 suite!(
     offsets_are_contiguous_from_one,
     an_empty_room_has_a_top_that_the_first_publish_continues,
+    concurrent_readers_of_an_empty_room_agree_on_its_epoch,
     concurrent_appenders_get_distinct_contiguous_offsets,
     reads_after_since_from_the_start_and_by_limit,
     a_future_offset_is_refused,
@@ -532,6 +565,13 @@ async fn redis_deleted_keys_give_a_new_epoch() {
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.offset, 1);
     assert_eq!(texts(&s.read("room", None, 10, &p).await), ["six"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_deleted_stream_gives_a_new_epoch() {
+    let s = Store::new(Engine::Nats, "deleted");
+    lost_history_is_a_new_epoch(&s, s.delete_nats_stream()).await;
+    s.done().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -700,6 +740,11 @@ async fn redis_a_restarted_engine_is_unavailable_then_a_new_epoch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_restarted_engine_is_unavailable_then_a_new_epoch() {
+    a_restarted_engine_is_unavailable_then_a_new_epoch("nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_flushall_gives_a_new_epoch() {
     let engine = Private::start("redis");
     let s = Store::at(Engine::Redis, &engine.url(), "flushall");
@@ -725,7 +770,10 @@ async fn redis_flushall_gives_a_new_epoch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_engine_is_unavailable_quickly() {
-    for (engine, url) in [(Engine::Redis, format!("redis://127.0.0.1:{}", free_port()))] {
+    for (engine, url) in [
+        (Engine::Redis, format!("redis://127.0.0.1:{}", free_port())),
+        (Engine::Nats, format!("nats://127.0.0.1:{}", free_port())),
+    ] {
         let s = Store::at(engine, &url, "unreachable");
         let asked = Instant::now();
         let result = s
@@ -747,6 +795,9 @@ fn the_store_follows_the_backplane_scheme() {
     config.backplane = Some("redis://127.0.0.1:6379".into());
     let store = wharf_cluster::history_store(&config).expect("redis");
     assert_eq!(store.engine(), "redis");
+    config.backplane = Some("nats://127.0.0.1:4222".into());
+    let store = wharf_cluster::history_store(&config).expect("nats");
+    assert_eq!(store.engine(), "nats");
     config.backplane = Some("kafka://x".into());
     assert!(wharf_cluster::history_store(&config).is_err());
 }

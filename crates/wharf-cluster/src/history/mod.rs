@@ -1,8 +1,10 @@
-//! History stores on the cluster's engines: [`RedisHistory`] (Redis Streams), chosen by the
-//! scheme of `cluster.backplane` with [`history_store`]. Both pass the same test suite as wharf's `MemoryHistory`
+//! History stores on the cluster's engines: [`RedisHistory`] (Redis Streams) and
+//! [`NatsHistory`] (NATS JetStream), chosen by the scheme of `cluster.backplane` with
+//! [`history_store`]. Both pass the same test suite as wharf's `MemoryHistory`
 //! (`tests/history_store.rs`); docs/cluster.md, "History stores", says how each keeps
 //! offsets atomic and when it starts a new epoch.
 
+mod nats;
 mod redis;
 
 use wharf::ClusterConfig;
@@ -10,9 +12,10 @@ use wharf::Message;
 use wharf::cluster::{BackplaneError, BoxFuture};
 use wharf::history::{Appended, HistoryError, HistoryPage, HistoryPolicy, HistoryStore, Position};
 
+pub use self::nats::NatsHistory;
 pub use self::redis::RedisHistory;
 
-/// The history store on the engine `config.backplane` names: `redis://…` (NATS follows).
+/// The history store on the engine `config.backplane` names: `redis://…` or `nats://…`.
 /// Nothing connects until the first append or read.
 pub fn history_store(config: &ClusterConfig) -> Result<AnyHistory, BackplaneError> {
     let url = config
@@ -21,9 +24,11 @@ pub fn history_store(config: &ClusterConfig) -> Result<AnyHistory, BackplaneErro
         .ok_or_else(|| BackplaneError::new("cluster.backplane is not set"))?;
     if url.starts_with("redis://") {
         Ok(AnyHistory::Redis(RedisHistory::new(url, &config.prefix)?))
+    } else if url.starts_with("nats://") {
+        Ok(AnyHistory::Nats(NatsHistory::new(url, &config.prefix)))
     } else {
         Err(BackplaneError::new(format!(
-            "cluster.backplane `{url}`: the history store needs redis://"
+            "cluster.backplane `{url}`: the scheme must be redis:// or nats://"
         )))
     }
 }
@@ -33,12 +38,15 @@ pub fn history_store(config: &ClusterConfig) -> Result<AnyHistory, BackplaneErro
 pub enum AnyHistory {
     /// Redis Streams.
     Redis(RedisHistory),
+    /// NATS JetStream.
+    Nats(NatsHistory),
 }
 
 impl HistoryStore for AnyHistory {
     fn engine(&self) -> &'static str {
         match self {
             AnyHistory::Redis(s) => s.engine(),
+            AnyHistory::Nats(s) => s.engine(),
         }
     }
 
@@ -51,6 +59,7 @@ impl HistoryStore for AnyHistory {
     ) -> BoxFuture<'a, Result<Appended, HistoryError>> {
         match self {
             AnyHistory::Redis(s) => s.append(room, message, policy, idempotency_key),
+            AnyHistory::Nats(s) => s.append(room, message, policy, idempotency_key),
         }
     }
 
@@ -63,6 +72,7 @@ impl HistoryStore for AnyHistory {
     ) -> BoxFuture<'a, Result<HistoryPage, HistoryError>> {
         match self {
             AnyHistory::Redis(s) => s.read(room, since, limit, policy),
+            AnyHistory::Nats(s) => s.read(room, since, limit, policy),
         }
     }
 }
