@@ -801,3 +801,104 @@ fn the_store_follows_the_backplane_scheme() {
     config.backplane = Some("kafka://x".into());
     assert!(wharf_cluster::history_store(&config).is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// measurement (not a check): `cargo nextest run -p wharf-cluster --run-ignored only
+// --no-capture memory_per_stored_message`
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run by hand"]
+async fn memory_per_stored_message() {
+    const N: usize = 10_000;
+    let payload = Message::binary(vec![b'x'; 64]);
+    let p = policy(N, 3600);
+    {
+        // This process's RSS around 100,000 texts of 64 B in the memory store.
+        let store = MemoryHistory::new();
+        let many = policy(100_000, 3600);
+        let text = Message::text("y".repeat(64));
+        let before = rss_kib(std::process::id());
+        for _ in 0..100_000 {
+            store
+                .append("room", &text, &many, None)
+                .await
+                .expect("append");
+        }
+        let after = rss_kib(std::process::id());
+        let per = (after.saturating_sub(before) * 1024) as f64 / 100_000.0;
+        println!(
+            "memory: RSS +{per:.0} B per message ({} kept)",
+            store.stored()
+        );
+    }
+    for kind in ["redis", "nats"] {
+        let engine = Private::start(kind);
+        let pid = engine.child.as_ref().map_or(0, Child::id);
+        let which = if kind == "redis" {
+            Engine::Redis
+        } else {
+            Engine::Nats
+        };
+        let s = Store::at(which, &engine.url(), "memory");
+        // Create the stream / load the scripts first, so only the messages are counted.
+        s.store.read("warm", None, 1, &p).await.expect("read");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = rss_kib(pid);
+        for _ in 0..N {
+            s.store
+                .append("room", &payload, &p, None)
+                .await
+                .expect("append");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = rss_kib(pid);
+        let rss = (after.saturating_sub(before) * 1024) as f64 / N as f64;
+        if kind == "redis" {
+            let client = ::redis::Client::open(engine.url()).expect("url");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let key = format!("{}:history:room", s.prefix);
+            let usage: u64 = ::redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut conn)
+                .await
+                .expect("memory usage");
+            println!(
+                "redis: MEMORY USAGE {} B per message; RSS +{rss:.0} B per message",
+                usage / N as u64
+            );
+        } else {
+            let client = async_nats::connect(engine.url()).await.expect("nats");
+            let reply = client
+                .request(
+                    format!("$JS.API.STREAM.INFO.{}", s.nats_stream()),
+                    "".into(),
+                )
+                .await
+                .expect("info");
+            let info: serde_json::Value = serde_json::from_slice(&reply.payload).expect("json");
+            let bytes = info["state"]["bytes"].as_u64().unwrap_or(0);
+            println!(
+                "nats: stream state.bytes {} B per message; RSS +{rss:.0} B per message",
+                bytes / N as u64
+            );
+        }
+    }
+}
