@@ -374,10 +374,29 @@ async fn size_trims_the_oldest(engine: Engine) {
     s.done().await;
 }
 
+async fn size_zero_keeps_nothing_but_positions_go_on(engine: Engine) {
+    let s = Store::new(engine, "size0");
+    let p = policy(0, 60);
+    let first = s.append("room", "a", &p).await;
+    let second = s.append("room", "b", &p).await;
+    assert_eq!(second, Position::new(first.epoch.clone(), 2));
+    let page = s.read("room", Some(&first), 10, &p).await;
+    assert_eq!(page.top, second);
+    assert!(!page.complete && page.publications.is_empty());
+    let page = s.read("room", Some(&second), 10, &p).await;
+    assert!(page.complete && page.publications.is_empty());
+    s.done().await;
+}
+
 async fn ttl_expires_messages_then_the_idle_room(engine: Engine) {
     let s = Store::new(engine, "ttl");
-    let p = policy(100, 2);
-    let first = s.append("room", "old", &p).await;
+    let p = policy(1000, 2);
+    // Enough old messages that the age trim takes several passes.
+    let mut first = None;
+    for i in 0..150 {
+        first = Some(s.append("room", &format!("old{i}"), &p).await);
+    }
+    let first = first.expect("appended");
     s.wait(Duration::from_millis(1200)).await;
     let second = s.append("room", "new", &p).await;
     s.wait(Duration::from_millis(1200)).await;
@@ -524,6 +543,7 @@ suite!(
     a_future_offset_is_refused,
     another_epoch_is_incomplete_and_returns_nothing,
     size_trims_the_oldest,
+    size_zero_keeps_nothing_but_positions_go_on,
     ttl_expires_messages_then_the_idle_room,
     an_idempotent_retry_stores_once,
     messages_round_trip_byte_for_byte,
