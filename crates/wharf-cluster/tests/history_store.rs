@@ -808,6 +808,44 @@ async fn an_unreachable_engine_is_unavailable_quickly() {
     }
 }
 
+/// An engine that accepts connections and never answers: a burst of calls still fails
+/// within the bound, instead of queueing one connect timeout after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_engine_is_unavailable_within_the_bound() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    for engine in [Engine::Redis, Engine::Nats] {
+        let scheme = if engine == Engine::Redis {
+            "redis"
+        } else {
+            "nats"
+        };
+        let s = Store::at(engine, &format!("{scheme}://127.0.0.1:{port}"), "silent");
+        let asked = Instant::now();
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let store = s.store.clone();
+            calls.push(tokio::spawn(async move {
+                let m = Message::text("x");
+                store.append("room", &m, &policy(10, 60), None).await
+            }));
+        }
+        for call in calls {
+            let result = call.await.expect("task");
+            assert!(
+                matches!(result, Err(HistoryError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{engine:?}: {:?}",
+            asked.elapsed()
+        );
+    }
+    drop(silent);
+}
+
 #[test]
 fn the_store_follows_the_backplane_scheme() {
     let mut config = wharf::ClusterConfig::default();

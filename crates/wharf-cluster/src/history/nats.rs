@@ -277,7 +277,15 @@ impl NatsHistory {
         format!("{}.{}", self.subjects, room_token(room))
     }
 
+    /// The client, connected now if there is none. Bounded by [`TIMEOUT`] in all, waiting
+    /// for another caller's connect included.
     async fn client(&self) -> Result<Client, Fail> {
+        tokio::time::timeout(TIMEOUT, self.connect())
+            .await
+            .map_err(|_| Fail::Other(format!("{}: connect timed out", self.url)))?
+    }
+
+    async fn connect(&self) -> Result<Client, Fail> {
         let mut slot = self.client.lock().await;
         if let Some(client) = &*slot {
             return Ok(client.clone());

@@ -186,7 +186,16 @@ impl RedisHistory {
         format!("{}:history-key:{}:{room}:{key}", self.prefix, room.len())
     }
 
+    /// The connection, made now if there is none. Bounded by [`TIMEOUT`] in all, waiting
+    /// for another caller's connect included, so a burst of calls while Redis does not
+    /// answer fails within it instead of queueing one connect timeout after another.
     async fn connected(&self) -> Result<Connected, HistoryError> {
+        tokio::time::timeout(TIMEOUT, self.connect())
+            .await
+            .map_err(|_| HistoryError::Unavailable("redis: connect timed out".to_owned()))?
+    }
+
+    async fn connect(&self) -> Result<Connected, HistoryError> {
         let mut slot = self.conn.lock().await;
         if let Some(connected) = &*slot {
             return Ok(connected.clone());
