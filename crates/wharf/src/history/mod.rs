@@ -106,6 +106,16 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+impl Appended {
+    /// What an append did: stored at `position`, or (`duplicate`) found there already.
+    pub fn new(position: Position, duplicate: bool) -> Appended {
+        Appended {
+            position,
+            duplicate,
+        }
+    }
+}
+
 /// What [`HistoryStore::read`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -119,6 +129,17 @@ pub struct HistoryPage {
     /// means the reader missed messages that are gone (and, with another epoch, that
     /// `publications` is empty: nothing of a different history is returned).
     pub complete: bool,
+}
+
+impl HistoryPage {
+    /// A page of `publications` below `top`, `complete` or not.
+    pub fn new(top: Position, publications: Vec<Publication>, complete: bool) -> HistoryPage {
+        HistoryPage {
+            top,
+            publications,
+            complete,
+        }
+    }
 }
 
 /// Why history could not be read or written.
