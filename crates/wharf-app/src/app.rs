@@ -1,8 +1,9 @@
 //! Builds the application's servers: the core servers from config, plus `/wss/demo` and
 //! the room chat `/wss/rooms/{room}` behind the handshake auth and the dashboard's feed
 //! `/wss/admin/feed` behind the admin credentials on the ws server, the HTTP API and the
-//! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane when
-//! `cluster.backplane` is set.
+//! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane (and,
+//! with `[rooms.history]`, the engine's history store) when `cluster.backplane` is set; one
+//! node keeps history in memory.
 //!
 //! Tests use [`bind`] directly with a config, a store and tokens; `wharf serve`
 //! ([`crate::serve`]) resolves those from the config file and the environment first.
@@ -38,6 +39,12 @@ pub async fn bind(
         let backplane = wharf_cluster::connect(&config.server.cluster)
             .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
         builder = builder.backplane(backplane);
+        if config.server.rooms.history.enabled() {
+            // Every node must hand out the same positions: the engine keeps the history.
+            let store = wharf_cluster::history_store(&config.server.cluster)
+                .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
+            builder = builder.history_store(store);
+        }
     }
     let sender = builder.sender();
     let guard = Guard::new(tokens.clone(), config.auth.clone());

@@ -440,3 +440,30 @@ async fn the_seam_between_history_and_live_holds_under_racing_publishes() {
         "only {raced} joins raced the publisher"
     );
 }
+
+#[tokio::test]
+async fn a_gap_trimmed_from_the_store_closes_members_to_resync() {
+    let store = Arc::new(Unruly {
+        inner: MemoryHistory::new(),
+        appends: AtomicU64::new(0),
+        slow: (1, Duration::from_millis(800)),
+        lost: 0,
+    });
+    // Keeps one message: by the time the gap before 2 is read, 1 is gone.
+    let history = HistoryConfig::all(1, Duration::from_secs(300));
+    let running = server_with(history, Some(store)).await;
+    let sender = running.sender.clone();
+    let mut member = connect(running.addr(), "/h/r?since=start").await;
+    recovery(&mut member).await;
+    let slow = tokio::spawn({
+        let sender = sender.clone();
+        async move { sender.publish("r", "one").await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    publish(&sender, "r", "two").await;
+    publish(&sender, "r", "three").await;
+    let (code, reason) = expect_close(&mut member).await;
+    assert_eq!(code, CloseCode::RESYNC.as_u16(), "{reason}");
+    assert_eq!(sender.metrics().history.resyncs, 1);
+    slow.await.expect("task").expect("one was stored");
+}
