@@ -34,6 +34,7 @@
 mod hub;
 mod memory;
 mod position;
+mod recovery;
 mod sequencer;
 
 use std::sync::Arc;
@@ -43,9 +44,10 @@ use crate::Message;
 use crate::cluster::BoxFuture;
 
 pub(crate) use hub::HistoryState;
-pub use hub::{HistoryHub, PublishOptions, Published, Recovery, RoomError};
+pub use hub::{HistoryHub, PublishOptions, Published, RoomError};
 pub use memory::MemoryHistory;
 pub use position::{ParsePositionError, Position};
+pub use recovery::Recovery;
 
 /// A message as history keeps it: its position and the message (text or binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
