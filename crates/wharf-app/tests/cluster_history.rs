@@ -241,6 +241,69 @@ async fn an_engine_restarted_empty_gives_a_new_epoch_and_a_publish_while_down_fa
     assert_eq!(recovery["delivered"], 0);
 }
 
+async fn joins_on_one_node_racing_publishes_through_another_see_no_gap(url: &str) {
+    const TOTAL: u64 = 120;
+    const CLIENTS: u64 = 6;
+    let nodes = nodes(&config(url, "hist-seam"), 2);
+    let (h0, ws1) = (nodes[0].http, nodes[1].ws);
+    let first = publish(h0, "seam", "0").await;
+    let epoch = first["position"]
+        .as_str()
+        .and_then(|p| p.rsplit_once(':'))
+        .map(|(e, _)| e.to_owned())
+        .expect("position");
+    let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let publisher = tokio::spawn({
+        let published = published.clone();
+        async move {
+            for i in 2..=TOTAL {
+                publish(h0, "seam", &i.to_string()).await;
+                published.store(i, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let target = (c + 1) * TOTAL / (CLIENTS + 2);
+        while published.load(std::sync::atomic::Ordering::SeqCst) < target {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let since = target.saturating_sub(c * 3);
+        let path = format!("/wss/rooms/seam?since={epoch}:{since}");
+        clients.push(tokio::spawn(async move {
+            let mut ws = open(ws1, &path, 10 + c as i64).await;
+            let mut expected = since + 1;
+            while expected <= TOTAL {
+                let message = next_json(&mut ws).await;
+                if message["event"] == "recovery" {
+                    assert_eq!(message["recovered"], true, "client {c}: {message}");
+                    continue;
+                }
+                assert_eq!(
+                    offset(&message["position"]),
+                    expected,
+                    "client {c} from {since}"
+                );
+                expected += 1;
+            }
+        }));
+    }
+    publisher.await.expect("publisher");
+    for client in clients {
+        client.await.expect("every offset once, in order");
+    }
+}
+
+#[tokio::test]
+async fn redis_joins_on_one_node_racing_publishes_through_another_see_no_gap() {
+    joins_on_one_node_racing_publishes_through_another_see_no_gap(&redis_url()).await;
+}
+
+#[tokio::test]
+async fn nats_joins_on_one_node_racing_publishes_through_another_see_no_gap() {
+    joins_on_one_node_racing_publishes_through_another_see_no_gap(&nats_url()).await;
+}
+
 #[tokio::test]
 async fn redis_publishers_racing_on_two_nodes_deliver_in_order_and_a_killed_nodes_client_recovers()
 {
