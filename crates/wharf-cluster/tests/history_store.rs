@@ -960,3 +960,45 @@ async fn memory_per_stored_message() {
         }
     }
 }
+
+/// Appends per second on each engine, one appender and 8 concurrent ones in one room (the
+/// machine's engines; the test profile, so the client side is unoptimised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run by hand"]
+async fn appends_per_second() {
+    const N: usize = 2_000;
+    for engine in [Engine::Memory, Engine::Redis, Engine::Nats] {
+        let s = Store::new(engine, "rate");
+        let p = policy(1000, 60);
+        let m = Message::binary(vec![b'x'; 64]);
+        let started = Instant::now();
+        for _ in 0..N {
+            s.store.append("room", &m, &p, None).await.expect("append");
+        }
+        let one = N as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (store, m, p) = (s.store.clone(), m.clone(), p.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..N / 8 {
+                    store.append("room", &m, &p, None).await.expect("append");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let eight = N as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for _ in 0..200 {
+            s.read("room", None, 100, &p).await;
+        }
+        let reads = 200.0 / started.elapsed().as_secs_f64();
+        println!(
+            "{engine:?}: {one:.0} appends/s alone, {eight:.0}/s with 8 appenders, \
+             {reads:.0} reads of 100/s"
+        );
+        s.done().await;
+    }
+}
