@@ -995,9 +995,14 @@ async fn appends_per_second() {
             s.read("room", None, 100, &p).await;
         }
         let reads = 200.0 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for _ in 0..200 {
+            s.read("room", None, 4, &p).await;
+        }
+        let small = 200.0 / started.elapsed().as_secs_f64();
         println!(
             "{engine:?}: {one:.0} appends/s alone, {eight:.0}/s with 8 appenders, \
-             {reads:.0} reads of 100/s"
+             {reads:.0} reads of 100/s, {small:.0} reads of 4/s"
         );
         s.done().await;
     }
