@@ -75,6 +75,18 @@ impl Store {
         }
     }
 
+    /// Another store on the same engine and prefix, as another node has: its own
+    /// connection and its own locks (the memory store is one process's, so itself).
+    fn twin(&self) -> Arc<dyn HistoryStore> {
+        match self.engine {
+            Engine::Memory => self.store.clone(),
+            Engine::Redis => {
+                Arc::new(RedisHistory::new(&self.url, &self.prefix).expect("a redis url"))
+            }
+            Engine::Nats => Arc::new(NatsHistory::new(&self.url, &self.prefix)),
+        }
+    }
+
     async fn append(&self, room: &str, text: &str, policy: &HistoryPolicy) -> Position {
         let appended = self
             .store
@@ -248,9 +260,12 @@ async fn concurrent_appenders_get_distinct_contiguous_offsets(engine: Engine) {
     let s = Store::new(engine, "concurrent");
     let p = policy(1000, 60);
     let (tasks, each) = (8, 50);
+    // Four stores (as four nodes have), two tasks on each: races within a node and
+    // between nodes.
+    let stores = [s.store.clone(), s.twin(), s.twin(), s.twin()];
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let store = s.store.clone();
+        let store = stores[t % stores.len()].clone();
         let p = p.clone();
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
