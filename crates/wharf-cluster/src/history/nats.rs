@@ -18,7 +18,9 @@
 //! for none). JetStream refuses the publish (error 10071) if anything was stored in the
 //! room meanwhile; the store reads the new last message and tries again. Two publishers can
 //! therefore never store the same offset, and no offset is skipped. An append is two round
-//! trips (read the last message, publish). The last message is deliberately not cached:
+//! trips (read the last message, publish); appends to one room from one process take turns,
+//! so only another node's publish can cost a retry. The last message is deliberately not
+//! cached:
 //! stream sequences restart at 1 when the stream is created again (JetStream 2.9 has no
 //! `first_seq`), so a cached sequence from the old stream could match a new stream's and
 //! continue an epoch that is gone.
