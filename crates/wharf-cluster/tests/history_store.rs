@@ -75,6 +75,18 @@ impl Store {
         }
     }
 
+    /// Another store on the same engine and prefix, as another node has: its own
+    /// connection and its own locks (the memory store is one process's, so itself).
+    fn twin(&self) -> Arc<dyn HistoryStore> {
+        match self.engine {
+            Engine::Memory => self.store.clone(),
+            Engine::Redis => {
+                Arc::new(RedisHistory::new(&self.url, &self.prefix).expect("a redis url"))
+            }
+            Engine::Nats => Arc::new(NatsHistory::new(&self.url, &self.prefix)),
+        }
+    }
+
     async fn append(&self, room: &str, text: &str, policy: &HistoryPolicy) -> Position {
         let appended = self
             .store
@@ -248,9 +260,12 @@ async fn concurrent_appenders_get_distinct_contiguous_offsets(engine: Engine) {
     let s = Store::new(engine, "concurrent");
     let p = policy(1000, 60);
     let (tasks, each) = (8, 50);
+    // Four stores (as four nodes have), two tasks on each: races within a node and
+    // between nodes.
+    let stores = [s.store.clone(), s.twin(), s.twin(), s.twin()];
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let store = s.store.clone();
+        let store = stores[t % stores.len()].clone();
         let p = p.clone();
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
@@ -958,5 +973,52 @@ async fn memory_per_stored_message() {
                 bytes / N as u64
             );
         }
+    }
+}
+
+/// Appends per second on each engine, one appender and 8 concurrent ones in one room (the
+/// machine's engines; the test profile, so the client side is unoptimised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run by hand"]
+async fn appends_per_second() {
+    const N: usize = 2_000;
+    for engine in [Engine::Memory, Engine::Redis, Engine::Nats] {
+        let s = Store::new(engine, "rate");
+        let p = policy(1000, 60);
+        let m = Message::binary(vec![b'x'; 64]);
+        let started = Instant::now();
+        for _ in 0..N {
+            s.store.append("room", &m, &p, None).await.expect("append");
+        }
+        let one = N as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (store, m, p) = (s.store.clone(), m.clone(), p.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..N / 8 {
+                    store.append("room", &m, &p, None).await.expect("append");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let eight = N as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for _ in 0..200 {
+            s.read("room", None, 100, &p).await;
+        }
+        let reads = 200.0 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for _ in 0..200 {
+            s.read("room", None, 4, &p).await;
+        }
+        let small = 200.0 / started.elapsed().as_secs_f64();
+        println!(
+            "{engine:?}: {one:.0} appends/s alone, {eight:.0}/s with 8 appenders, \
+             {reads:.0} reads of 100/s, {small:.0} reads of 4/s"
+        );
+        s.done().await;
     }
 }

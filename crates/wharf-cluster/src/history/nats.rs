@@ -18,7 +18,9 @@
 //! for none). JetStream refuses the publish (error 10071) if anything was stored in the
 //! room meanwhile; the store reads the new last message and tries again. Two publishers can
 //! therefore never store the same offset, and no offset is skipped. An append is two round
-//! trips (read the last message, publish). The last message is deliberately not cached:
+//! trips (read the last message, publish); appends to one room from one process take turns,
+//! so only another node's publish can cost a retry. The last message is deliberately not
+//! cached:
 //! stream sequences restart at 1 when the stream is created again (JetStream 2.9 has no
 //! `first_seq`), so a cached sequence from the old stream could match a new stream's and
 //! continue an epoch that is gone.
@@ -58,6 +60,8 @@ use wharf::history::{
 
 /// The longest a connect or a request may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How many locks the rooms' appends are spread over.
+const STRIPES: usize = 64;
 /// How many times an append retries after losing the race for the next offset.
 const ATTEMPTS: usize = 200;
 
@@ -76,6 +80,9 @@ pub struct NatsHistory {
     /// `<prefix>.history`: one subject per room below it.
     subjects: String,
     client: Mutex<Option<Client>>,
+    /// Appends to rooms hashed to the same stripe take turns (see `append_once`).
+    stripes: Box<[Mutex<()>]>,
+    hasher: std::hash::RandomState,
     /// The stream's limits as last set or read; `None` until the stream is known to exist.
     limits: std::sync::Mutex<Option<Limits>>,
 }
@@ -265,12 +272,19 @@ impl NatsHistory {
             subjects: format!("{prefix}.history"),
             client: Mutex::new(None),
             limits: std::sync::Mutex::new(None),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
     /// The stream's name (for tests and operators).
     pub fn stream(&self) -> &str {
         &self.stream
+    }
+
+    fn stripe(&self, subject: &str) -> &Mutex<()> {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, subject);
+        &self.stripes[(hash % STRIPES as u64) as usize]
     }
 
     fn subject(&self, room: &str) -> String {
@@ -479,6 +493,13 @@ impl NatsHistory {
         self.ensure_stream(policy).await?;
         let subject = self.subject(room);
         let msg_id = key.map(|k| format!("{}.{}", room_token(room), room_token(k)));
+        // Appends to one room from this process take turns, so that only other nodes'
+        // publishes can make one lose the race (each lost race costs two round trips).
+        // Bounded, so that a queue of appends behind a NATS that does not answer fails in
+        // time instead of waiting for each one before it.
+        let _turn = tokio::time::timeout(TIMEOUT, self.stripe(&subject).lock())
+            .await
+            .map_err(|_| Fail::Other("too many appends waiting for one room".to_owned()))?;
         for _ in 0..ATTEMPTS {
             let last = self.last_of(&subject).await?;
             let next = match &last {

@@ -71,6 +71,13 @@ end
 -- Drops the entries older than ttl: entries are in time order, IDs are offsets.
 local function trim_age(stream, now, ttl)
   local cutoff = now - ttl
+  -- The common case, nothing expired, costs one entry.
+  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #head == 0 then return end
+  local f = head[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 't' and tonumber(f[i + 1]) >= cutoff then return end
+  end
   while true do
     local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
     if #batch == 0 then return end
