@@ -1,8 +1,9 @@
 //! Builds the application's servers: the core servers from config, plus `/wss/demo` and
 //! the room chat `/wss/rooms/{room}` behind the handshake auth and the dashboard's feed
 //! `/wss/admin/feed` behind the admin credentials on the ws server, the HTTP API and the
-//! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane when
-//! `cluster.backplane` is set.
+//! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane (and,
+//! with `[rooms.history]`, the engine's history store) when `cluster.backplane` is set; one
+//! node keeps history in memory.
 //!
 //! Each half is mounted when its server is in the config ([`AppParts`]): a config with only
 //! WebSocket servers serves them without login, API, pages and metrics.
@@ -113,11 +114,18 @@ impl AppParts {
 
 /// The core servers from the config with the cluster backplane, before the app's routes.
 fn core_builder(config: &AppConfig) -> Result<ServerBuilder, wharf::Error> {
-    let mut builder = Server::builder(config.server.clone());
+    let mut builder =
+        Server::builder(config.server.clone()).history_envelope(crate::api::history::envelope);
     if config.server.cluster.backplane.is_some() {
         let backplane = wharf_cluster::connect(&config.server.cluster)
             .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
         builder = builder.backplane(backplane);
+        if config.server.rooms.history.enabled() {
+            // Every node must hand out the same positions: the engine keeps the history.
+            let store = wharf_cluster::history_store(&config.server.cluster)
+                .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
+            builder = builder.history_store(store);
+        }
     }
     Ok(builder)
 }

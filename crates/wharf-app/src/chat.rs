@@ -4,10 +4,21 @@
 //! every member of the room, on every node of the cluster, as
 //! `{"room","conn","user","text"}`; closing leaves the room. With `rooms.presence_events`
 //! the other members also see `{"event":"join"|"leave",…}`.
+//!
+//! A room that keeps history (`[rooms.history]`) is published to instead: every message is
+//! stored at a position and members receive `{"room","position","text"}` (the `text` being
+//! the JSON above). Opening `/wss/rooms/{room}?since=EPOCH:OFFSET` (the last position the
+//! client received) first sends everything after it, then live messages, with no gap and
+//! no duplicate, then `{"event":"recovery","room","position","recovered","delivered"}`
+//! (`recovered: false`: what it missed is gone; reload). Without `since` it joins live.
+//! A malformed or future `since` closes with 1008; a publish the store refuses closes the
+//! sender with 1011 ("publish failed"; reconnect with your last position).
 
 use std::time::Duration;
 
 use wharf::{CloseCode, Conn, Handler, HandlerError, Message, OpenRequest};
+
+use crate::api::history::{param, parse_position};
 
 /// The path the chat is mounted on.
 pub const CHAT_PATH: &str = "/wss/rooms/{room}";
@@ -23,17 +34,49 @@ const ROOM_READY_WAIT: Duration = Duration::from_secs(2);
 pub struct Chat;
 
 impl Handler for Chat {
-    async fn on_open(&self, conn: &Conn, _request: &OpenRequest) -> Result<(), HandlerError> {
-        match conn.param("room") {
-            Some(room) if room.len() <= MAX_ROOM => {
-                conn.join(room);
-                // In a cluster, the member's node may only now subscribe to the room's
-                // channel: open once it receives what the other nodes send to the room.
-                conn.sender().room_ready(room, ROOM_READY_WAIT).await;
-            }
+    async fn on_open(&self, conn: &Conn, request: &OpenRequest) -> Result<(), HandlerError> {
+        let room = match conn.param("room") {
+            Some(room) if room.len() <= MAX_ROOM => room,
             _ => {
                 conn.close(CloseCode::POLICY_VIOLATION, "room name too long");
+                return Ok(());
             }
+        };
+        let since = request.uri.query().and_then(|q| param(q, "since"));
+        let history = conn.sender().history_hub();
+        if history.policy(room).is_none() {
+            join_live(conn, room).await;
+            return Ok(());
+        }
+        let Some(since) = since else {
+            join_live(conn, room).await;
+            return Ok(());
+        };
+        let since = match parse_position(&since) {
+            Ok(since) => since,
+            Err(_) => {
+                conn.close(CloseCode::POLICY_VIOLATION, "since is not EPOCH:OFFSET");
+                return Ok(());
+            }
+        };
+        match conn.join_from(room, Some(&since)).await {
+            Ok(recovery) => {
+                let event = serde_json::json!({
+                    "event": "recovery",
+                    "room": room,
+                    "position": recovery.position.to_string(),
+                    "recovered": recovery.recovered,
+                    "delivered": recovery.delivered,
+                });
+                conn.send(event.to_string())?;
+            }
+            Err(e) if e.is_unavailable() => {
+                conn.close(CloseCode::TRY_AGAIN_LATER, "history unavailable");
+            }
+            Err(wharf::history::RoomError::Store(_)) => {
+                conn.close(CloseCode::POLICY_VIOLATION, "since is ahead of the room");
+            }
+            Err(_) => {} // it closed meanwhile
         }
         Ok(())
     }
@@ -53,7 +96,22 @@ impl Handler for Chat {
             .into(),
             other => other,
         };
-        conn.sender().push_room(room, out, None);
+        let sender = conn.sender();
+        if sender.history_hub().policy(room).is_some() {
+            if let Err(e) = sender.publish(room, out).await {
+                tracing::warn!(room, error = %e, "chat publish failed");
+                conn.close(CloseCode::INTERNAL_ERROR, "publish failed");
+            }
+            return Ok(());
+        }
+        sender.push_room(room, out, None);
         Ok(())
     }
+}
+
+/// Joins `room` live; in a cluster, returns once this node receives what the other nodes
+/// send to the room (its subscription may be new).
+async fn join_live(conn: &Conn, room: &str) {
+    conn.join(room);
+    conn.sender().room_ready(room, ROOM_READY_WAIT).await;
 }

@@ -108,6 +108,10 @@ async fn api_key_as_subprotocol_gets_snapshots() {
     // The core's counters ride along: the dashboard's rates come from their deltas.
     let metrics = &next["metrics"];
     assert_eq!(metrics["connections"], 2, "{metrics}");
+    assert_eq!(
+        metrics["history"]["appends"], 0,
+        "history counters ride along: {metrics}"
+    );
     assert!(
         metrics["handshakes_accepted"].as_u64() >= Some(2),
         "{metrics}"

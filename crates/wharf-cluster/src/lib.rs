@@ -1,5 +1,6 @@
 //! Cluster backplanes for wharf: [`RedisBackplane`] and [`NatsBackplane`], chosen by the
-//! scheme of `cluster.backplane` with [`connect`].
+//! scheme of `cluster.backplane` with [`connect`]; and history stores on the same engines,
+//! [`RedisHistory`] and [`NatsHistory`], chosen with [`history_store`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wharf::Error> {
@@ -13,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod history;
 mod nats;
 mod redis;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use wharf::ClusterConfig;
 use wharf::cluster::{Backplane, BackplaneError, BoxFuture, Link};
 
+pub use crate::history::{AnyHistory, NatsHistory, RedisHistory, history_store};
 pub use crate::nats::NatsBackplane;
 pub use crate::redis::RedisBackplane;
 

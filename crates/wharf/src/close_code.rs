@@ -42,6 +42,11 @@ impl CloseCode {
     pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
     /// 1013: try again later (overload, slow consumer when configured). Client: reconnect after a delay.
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 4010, sent by wharf to the members of a history room when publications they should
+    /// have received are gone from the history (trimmed before a gap could be filled, or the
+    /// store lost the room): reconnect and rejoin from the last position you received; the
+    /// recovery then says `recovered: false`, and the client reloads its state.
+    pub const RESYNC: CloseCode = CloseCode(4010);
 
     /// Wraps a raw code.
     pub const fn new(code: u16) -> CloseCode {

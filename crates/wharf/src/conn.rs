@@ -213,6 +213,37 @@ impl Conn {
         self.0.sender.join_local(self, room)
     }
 
+    /// Joins history room `room` and sends this connection every publication after `since`
+    /// (what the room keeps when `None`), then live ones, with no gap and no duplicate in
+    /// between (see [`HistoryHub::join_from`](crate::history::HistoryHub::join_from)).
+    ///
+    /// ```no_run
+    /// # async fn on_open(conn: &wharf::Conn, since: Option<wharf::history::Position>) -> Result<(), wharf::history::RoomError> {
+    /// let recovery = conn.join_from("chat:lobby", since.as_ref()).await?;
+    /// if !recovery.recovered {
+    ///     conn.send(r#"{"event":"resync"}"#)?; // what it missed is gone: reload
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn join_from(
+        &self,
+        room: &str,
+        since: Option<&crate::history::Position>,
+    ) -> Result<crate::history::Recovery, crate::history::RoomError> {
+        self.0
+            .sender
+            .history_hub()
+            .join_from(self, room, since)
+            .await
+    }
+
+    /// Whether it is in `room`.
+    pub(crate) fn in_room(&self, room: &str) -> bool {
+        self.lock_rooms()
+            .as_ref()
+            .is_some_and(|rooms| rooms.iter().any(|r| &**r == room))
+    }
+
     /// Leaves `room`. Returns false when it was not in it.
     pub fn leave(&self, room: &str) -> bool {
         self.0.sender.leave_local(self, room)

@@ -48,9 +48,66 @@ impl RouteCounters {
     }
 }
 
+/// The counters of history rooms.
+#[derive(Default)]
+pub(crate) struct HistoryCounters {
+    pub(crate) appends: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) reads: AtomicU64,
+    pub(crate) recoveries_complete: AtomicU64,
+    pub(crate) recoveries_incomplete: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+    pub(crate) gaps_filled: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
+}
+
+impl HistoryCounters {
+    /// Counts one.
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistoryMetrics {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HistoryMetrics {
+            appends: read(&self.appends),
+            duplicates: read(&self.duplicates),
+            reads: read(&self.reads),
+            recoveries_complete: read(&self.recoveries_complete),
+            recoveries_incomplete: read(&self.recoveries_incomplete),
+            store_errors: read(&self.store_errors),
+            gaps_filled: read(&self.gaps_filled),
+            resyncs: read(&self.resyncs),
+        }
+    }
+}
+
+/// The counters of history rooms on this node.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct HistoryMetrics {
+    /// Publications stored.
+    pub appends: u64,
+    /// Publishes answered as idempotent duplicates (nothing stored or delivered).
+    pub duplicates: u64,
+    /// History reads (the API's, and recoveries' store reads).
+    pub reads: u64,
+    /// Recoveries (`join_from`) that sent everything after the client's position.
+    pub recoveries_complete: u64,
+    /// Recoveries that could not: the position was of another epoch or too old.
+    pub recoveries_incomplete: u64,
+    /// Store operations that failed (the store was unreachable).
+    pub store_errors: u64,
+    /// Gaps in a room's delivery filled by reading the store.
+    pub gaps_filled: u64,
+    /// Gaps that could not be filled: the room's members were closed with 4010 to resync.
+    pub resyncs: u64,
+}
+
 /// Every counter of the process.
 #[derive(Default)]
 pub(crate) struct Metrics {
+    pub(crate) history: Arc<HistoryCounters>,
     routes: Mutex<BTreeMap<(String, String), Arc<RouteCounters>>>,
     handshakes_accepted: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
@@ -123,6 +180,7 @@ impl Metrics {
                 .collect(),
             queued_bytes: 0,
             routes,
+            history: self.history.snapshot(),
         }
     }
 }
@@ -155,6 +213,8 @@ pub struct MetricsSnapshot {
     pub queued_bytes: u64,
     /// The same per route.
     pub routes: Vec<RouteMetrics>,
+    /// History rooms: appends, reads, recoveries, duplicates, store errors.
+    pub history: HistoryMetrics,
 }
 
 /// Closes with one code by one side.
@@ -279,6 +339,55 @@ impl MetricsSnapshot {
             "Bytes queued to connections and not yet written.",
         );
         let _ = writeln!(out, "{name} {}", self.queued_bytes);
+        let h = &self.history;
+        let name = "wharf_history_recoveries_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "History recoveries, by whether nothing was missing.",
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"complete\"}} {}",
+            h.recoveries_complete
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"incomplete\"}} {}",
+            h.recoveries_incomplete
+        );
+        for (name, help, value) in [
+            (
+                "wharf_history_appends_total",
+                "Publications stored in history.",
+                h.appends,
+            ),
+            (
+                "wharf_history_duplicates_total",
+                "Publishes answered as idempotent duplicates.",
+                h.duplicates,
+            ),
+            ("wharf_history_reads_total", "History reads.", h.reads),
+            (
+                "wharf_history_store_errors_total",
+                "History store operations that failed.",
+                h.store_errors,
+            ),
+            (
+                "wharf_history_gaps_filled_total",
+                "Delivery gaps filled from the history store.",
+                h.gaps_filled,
+            ),
+            (
+                "wharf_history_resyncs_total",
+                "Delivery gaps that could not be filled (members closed with 4010).",
+                h.resyncs,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
         if let Some(c) = cluster {
             let name = "wharf_backplane_up";
             header(

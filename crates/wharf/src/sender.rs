@@ -6,7 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use crate::cluster::{Cluster, ClusterStats, Command, Member, NodePresence, Outcome, Scope};
 use crate::compression::Fanout;
+use crate::config::HistoryConfig;
 use crate::conn::{Conn, ConnId, ConnInfo};
+use crate::history::{
+    HistoryHub, HistoryPage, HistoryState, Position, Publication, PublishOptions, Published,
+    RoomError,
+};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::registry::Registry;
 use crate::{CloseCode, Message, SendError};
@@ -40,6 +45,7 @@ pub(crate) struct Hub {
     presence_events: bool,
     cluster: OnceLock<Arc<Cluster>>,
     metrics: Metrics,
+    history: HistoryState,
 }
 
 impl std::fmt::Debug for Sender {
@@ -52,15 +58,69 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(node: u16, presence_events: bool) -> Sender {
+    pub(crate) fn new(node: u16, presence_events: bool, history: HistoryConfig) -> Sender {
+        let metrics = Metrics::default();
+        let history = HistoryState::new(history, metrics.history.clone());
         Sender {
             hub: Arc::new(Hub {
                 registry: Registry::new(node),
                 presence_events,
                 cluster: OnceLock::new(),
-                metrics: Metrics::default(),
+                metrics,
+                history,
             }),
         }
+    }
+
+    pub(crate) fn history_state(&self) -> &HistoryState {
+        &self.hub.history
+    }
+
+    /// The handle for history rooms: publish, read history, join from a position.
+    pub fn history_hub(&self) -> HistoryHub {
+        HistoryHub::new(self.clone())
+    }
+
+    /// Publishes `message` to history room `room` on every node, in position order, and
+    /// returns its position and how many local members queued it. Fails (delivering
+    /// nothing) when the room keeps no history or the store cannot take it. See
+    /// [`HistoryHub::publish`].
+    ///
+    /// ```no_run
+    /// # async fn demo(sender: wharf::Sender) -> Result<(), wharf::history::RoomError> {
+    /// let published = sender.publish("chat:lobby", "hello").await?;
+    /// println!("stored at {}", published.position);
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(
+        &self,
+        room: &str,
+        message: impl Into<Message>,
+    ) -> Result<Published, RoomError> {
+        self.history_hub().publish(room, message).await
+    }
+
+    /// As [`publish`](Sender::publish), with options such as an idempotency key.
+    pub async fn publish_with(
+        &self,
+        room: &str,
+        message: impl Into<Message>,
+        options: PublishOptions,
+    ) -> Result<Published, RoomError> {
+        self.history_hub()
+            .publish_with(room, message, options)
+            .await
+    }
+
+    /// Reads history room `room`: the publications after `since` (from the oldest kept when
+    /// `None`), at most `limit`. See [`HistoryHub::read`].
+    pub async fn history(
+        &self,
+        room: &str,
+        since: Option<&Position>,
+        limit: usize,
+    ) -> Result<HistoryPage, RoomError> {
+        self.history_hub().read(room, since, limit).await
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -385,7 +445,12 @@ impl Sender {
     }
 
     pub(crate) fn join_local(&self, conn: &Conn, room: &str) -> bool {
-        let joined = self.hub.registry.join(conn, room);
+        let joined = if self.hub.history.covers(room) {
+            // Through the room's sequencer, which must know its members.
+            self.history_hub().join(conn, room, false).unwrap_or(false)
+        } else {
+            self.hub.registry.join(conn, room)
+        };
         if joined {
             self.presence_changed(conn, room, "join");
         }
@@ -395,6 +460,7 @@ impl Sender {
     pub(crate) fn leave_local(&self, conn: &Conn, room: &str) -> bool {
         let left = self.hub.registry.leave(conn, room);
         if left {
+            self.history_left(room, conn.id());
             self.presence_changed(conn, room, "leave");
         }
         left
@@ -405,6 +471,7 @@ impl Sender {
         conn.0.counters.closed();
         let rooms = self.hub.registry.remove(conn);
         for room in &rooms {
+            self.history_left(room, conn.id());
             self.presence_changed(conn, room, "leave");
         }
         if conn.user().is_some() && rooms.is_empty() {
@@ -429,7 +496,13 @@ impl Sender {
         }
     }
 
-    fn presence_changed(&self, conn: &Conn, room: &str, event: &str) {
+    fn history_left(&self, room: &str, conn: ConnId) {
+        if self.hub.history.covers(room) {
+            self.history_hub().left(room, conn);
+        }
+    }
+
+    pub(crate) fn presence_changed(&self, conn: &Conn, room: &str, event: &str) {
         self.mark_dirty();
         if self.hub.presence_events {
             let event = serde_json::json!({
@@ -542,6 +615,16 @@ impl Sender {
             }
             Command::Broadcast { scope, message } => {
                 self.scope_local(&scope, &message);
+            }
+            Command::Publication {
+                room,
+                position,
+                message,
+            } => {
+                if self.hub.history.covers(&room) {
+                    self.history_hub()
+                        .offer(&room, Publication::new(position, message));
+                }
             }
             // The runtime handles asks and answers before they reach the sender.
             Command::Ask { .. } | Command::Answer { .. } => {}

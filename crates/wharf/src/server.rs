@@ -53,7 +53,11 @@ pub struct Server;
 impl Server {
     /// Starts building the servers `config` declares.
     pub fn builder(config: Config) -> ServerBuilder {
-        let sender = Sender::new(config.node_id, config.rooms.presence_events);
+        let sender = Sender::new(
+            config.node_id,
+            config.rooms.presence_events,
+            config.rooms.history.clone(),
+        );
         ServerBuilder {
             config,
             websocket: Vec::new(),
@@ -84,6 +88,41 @@ impl ServerBuilder {
     /// `cluster.allow_local_only` is set.
     pub fn backplane(mut self, backplane: impl Backplane) -> Self {
         self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// Keeps the history of `[rooms.history]` rooms in `store` (such as the Redis or NATS
+    /// store of `wharf_cluster::history_store`). Without it one node keeps history in memory
+    /// ([`MemoryHistory`](crate::history::MemoryHistory)); a cluster must give one, since
+    /// every node has to share the same positions ([`bind`](ServerBuilder::bind) says so).
+    ///
+    /// ```
+    /// let builder = wharf::Server::builder(wharf::Config::empty())
+    ///     .history_store(wharf::history::MemoryHistory::new());
+    /// # let _ = builder;
+    /// ```
+    pub fn history_store(self, store: impl crate::history::HistoryStore) -> Self {
+        self.sender.history_state().set_store(Arc::new(store));
+        self
+    }
+
+    /// Sets how a history room's publication reaches its members: by default the message
+    /// as published; an application that wants members to see positions wraps it (the app
+    /// sends `{"room","position","text"}`). Called once per publication and node, not per
+    /// member.
+    ///
+    /// ```
+    /// let builder = wharf::Server::builder(wharf::Config::empty())
+    ///     .history_envelope(|room, publication| {
+    ///         wharf::Message::text(format!("{room} {} {:?}", publication.position, publication.message))
+    ///     });
+    /// # let _ = builder;
+    /// ```
+    pub fn history_envelope(
+        self,
+        envelope: impl Fn(&str, &crate::history::Publication) -> crate::Message + Send + Sync + 'static,
+    ) -> Self {
+        self.sender.history_state().set_envelope(Arc::new(envelope));
         self
     }
 
@@ -128,6 +167,13 @@ impl ServerBuilder {
     /// naming the server and the address.
     pub async fn bind(mut self) -> Result<BoundServer, Error> {
         self.config.validate()?;
+        let history = self.sender.history_state();
+        if self.config.cluster.backplane.is_some() && history.enabled() && !history.has_store() {
+            return Err(Error::Setup(
+                "[rooms.history] with a cluster backplane needs a shared store: give one to                  ServerBuilder::history_store (such as wharf_cluster::history_store)"
+                    .into(),
+            ));
+        }
         match (&self.backplane, &self.config.cluster.backplane) {
             (Some(backplane), _) => {
                 let cluster = Cluster::start(

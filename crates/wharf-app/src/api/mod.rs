@@ -13,6 +13,8 @@
 //! | `GET /api/users/{user}` | admin | `{"user","online","connections":[…]}` (whole cluster) |
 //! | `DELETE /api/users/{user}/connections` | admin | `{"user","closed_local","code","reason"}` |
 //! | `GET /api/cluster` | admin | `{"node","local_connections","connections","backplane"}` |
+//! | `POST /api/publish` | admin | `{"position","delivered_local","duplicate"}`; 404 `no_history`, 503 `backplane_unavailable` |
+//! | `GET /api/rooms/{room}/history?since=&limit=` | admin | `{"room","top","complete","publications":[{"position","text"\|"binary_base64"}]}`; 400 `bad_position`/`bad_limit`, 404 `no_history` |
 //!
 //! Cluster-wide answers need the backplane: while it is down they fail with 503
 //! `backplane_unavailable`.
@@ -25,6 +27,7 @@ pub mod body;
 mod cluster;
 mod connections;
 pub mod error;
+pub mod history;
 mod login;
 mod push;
 mod rooms;
@@ -75,6 +78,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/users/{user}", get(users::show))
         .route("/api/users/{user}/connections", delete(users::close_all))
         .route("/api/cluster", get(cluster::show))
+        .route("/api/publish", post(history::publish))
+        .route("/api/rooms/{room}/history", get(history::read))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(Arc::new(state))
 }

@@ -5,6 +5,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::Scope;
+use crate::history::Position;
 use crate::{ConnId, Message};
 
 const VERSION: u8 = 1;
@@ -45,6 +46,13 @@ pub(crate) enum Command {
     },
     Broadcast {
         scope: Scope,
+        message: Message,
+    },
+    /// A history room's publication, stored at `position`: each node hands it to the room's
+    /// sequencer, which delivers it in position order.
+    Publication {
+        room: String,
+        position: Position,
         message: Message,
     },
     /// `command`, and a request for each receiving node's [`Outcome`]: answered to node
@@ -151,6 +159,16 @@ impl Command {
                 }
                 put_message(&mut out, message);
             }
+            Command::Publication {
+                room,
+                position,
+                message,
+            } => {
+                put_str(&mut out, room);
+                put_str(&mut out, &position.epoch);
+                out.put_u64(position.offset);
+                put_message(&mut out, message);
+            }
             Command::Ask {
                 request,
                 reply_to,
@@ -229,6 +247,17 @@ impl Command {
                 },
                 message: get_message(input)?,
             },
+            8 => Command::Publication {
+                room: get_str(input)?,
+                position: {
+                    let epoch = get_str(input)?;
+                    if !Position::valid_epoch(&epoch) {
+                        return None;
+                    }
+                    Position::new(epoch, get_u64(input)?)
+                },
+                message: get_message(input)?,
+            },
             9 => Command::Ask {
                 request: get_u64(input)?,
                 reply_to: get_u16(input)?,
@@ -260,6 +289,7 @@ impl Command {
             Command::User { .. } => 5,
             Command::CloseUser { .. } => 6,
             Command::Broadcast { .. } => 7,
+            Command::Publication { .. } => 8,
             Command::Ask { .. } => 9,
             Command::Answer { .. } => 10,
         }
@@ -379,6 +409,11 @@ mod tests {
                 scope: Scope::Route("/chat".into()),
                 message: Message::text("x"),
             },
+            Command::Publication {
+                room: "chat:lobby".into(),
+                position: Position::new("k3xq9a", 42),
+                message: Message::binary(vec![1, 2]),
+            },
         ];
         let commands = commands.into_iter().chain([
             Command::Ask {
@@ -404,6 +439,33 @@ mod tests {
                 assert!(Command::decode(encoded.slice(..cut)).is_none());
             }
         }
+    }
+
+    #[test]
+    fn publication_has_a_fixed_encoding() {
+        let command = Command::Publication {
+            room: "r".into(),
+            position: Position::new("e1", 258),
+            message: Message::text("hi"),
+        };
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            1, 8,                           // version, kind
+            0, 0, 0, 0, 0, 0, 0, 7,         // origin
+            0, 0, 0, 1, b'r',               // room
+            0, 0, 0, 2, b'e', b'1',         // epoch
+            0, 0, 0, 0, 0, 0, 1, 2,         // offset 258
+            1, 0, 0, 0, 2, b'h', b'i',      // text "hi"
+        ];
+        assert_eq!(&command.encode(7)[..], expected);
+        assert_eq!(
+            Command::decode(Bytes::from_static(expected)),
+            Some((7, command))
+        );
+        // An epoch that is not a token is refused.
+        let mut bad = expected.to_vec();
+        bad[20] = b' ';
+        assert!(Command::decode(Bytes::from(bad)).is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! ```
 
 mod compression;
+mod history;
 mod proxy;
 mod units;
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compression::Compression;
+pub use history::{HistoryConfig, HistoryRule};
 pub use proxy::{ForwardedHeader, IpNet};
 pub(crate) use proxy::{canonical, is_private};
 pub(crate) use units::{parse_duration, parse_size};
@@ -98,6 +100,9 @@ pub struct RoomsConfig {
     /// Send `{"event":"join"|"leave","room":…,"conn":…,"user":…}` to a room's other members
     /// when a connection joins or leaves it (closing leaves every room). Default: false.
     pub presence_events: bool,
+    /// Which rooms keep their last messages (`[rooms.history]`). Default: none; see
+    /// [`HistoryConfig`].
+    pub history: HistoryConfig,
 }
 
 /// What a server speaks.
@@ -466,6 +471,9 @@ impl Config {
     /// | `WHARF_CLUSTER_PREFIX` | `cluster.prefix` |
     /// | `WHARF_CLUSTER_PRESENCE_TTL` | `cluster.presence_ttl` |
     /// | `WHARF_CLUSTER_ALLOW_LOCAL_ONLY` | `cluster.allow_local_only` (`true`/`false`) |
+    /// | `WHARF_ROOMS_HISTORY_SIZE` | `rooms.history.size` |
+    /// | `WHARF_ROOMS_HISTORY_TTL` | `rooms.history.ttl` |
+    /// | `WHARF_ROOMS_HISTORY_IDEMPOTENCY_WINDOW` | `rooms.history.idempotency_window` |
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn bad(name: &str, message: String) -> ConfigError {
             ConfigError {
@@ -506,6 +514,7 @@ impl Config {
         if let Some(allow) = parsed(&var, "WHARF_CLUSTER_ALLOW_LOCAL_ONLY", "true or false")? {
             self.cluster.allow_local_only = allow;
         }
+        self.rooms.history.apply_env(&var, bad)?;
         for server in &mut self.servers {
             let prefix = format!("WHARF_{}_", server.name.to_uppercase().replace('-', "_"));
             let name = |suffix: &str| format!("{prefix}{suffix}");
@@ -575,6 +584,10 @@ impl Config {
                 "must be a non-empty word".into(),
             ));
         }
+        self.rooms
+            .history
+            .check()
+            .map_err(|(key, message)| key_err(key, message))?;
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         for (i, server) in self.servers.iter().enumerate() {

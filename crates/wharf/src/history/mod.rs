@@ -31,8 +31,11 @@
 //! # Ok(()) }
 //! ```
 
+mod hub;
 mod memory;
 mod position;
+mod recovery;
+mod sequencer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +43,11 @@ use std::time::Duration;
 use crate::Message;
 use crate::cluster::BoxFuture;
 
+pub(crate) use hub::HistoryState;
+pub use hub::{HistoryHub, PublishOptions, Published, RoomError};
 pub use memory::MemoryHistory;
 pub use position::{ParsePositionError, Position};
+pub use recovery::Recovery;
 
 /// A message as history keeps it: its position and the message (text or binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,16 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+impl Appended {
+    /// What an append did: stored at `position`, or (`duplicate`) found there already.
+    pub fn new(position: Position, duplicate: bool) -> Appended {
+        Appended {
+            position,
+            duplicate,
+        }
+    }
+}
+
 /// What [`HistoryStore::read`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -115,6 +131,17 @@ pub struct HistoryPage {
     /// means the reader missed messages that are gone (and, with another epoch, that
     /// `publications` is empty: nothing of a different history is returned).
     pub complete: bool,
+}
+
+impl HistoryPage {
+    /// A page of `publications` below `top`, `complete` or not.
+    pub fn new(top: Position, publications: Vec<Publication>, complete: bool) -> HistoryPage {
+        HistoryPage {
+            top,
+            publications,
+            complete,
+        }
+    }
 }
 
 /// Why history could not be read or written.

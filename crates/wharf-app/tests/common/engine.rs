@@ -1,0 +1,103 @@
+//! A private Redis or NATS server on a free port, that a test stops, restarts and flushes
+//! (never the machine's shared ones).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A private engine process; killed when dropped.
+pub struct Engine {
+    kind: &'static str,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Engine {
+    /// Starts a `"redis"` or `"nats"` server (with JetStream) on a free port.
+    pub fn start(kind: &'static str) -> Engine {
+        let mut engine = Engine {
+            kind,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        engine.up();
+        engine
+    }
+
+    /// `redis://127.0.0.1:<port>` or `nats://…`.
+    pub fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.kind, self.port)
+    }
+
+    /// Starts the process again on the same port (with the data it kept, if any).
+    pub fn up(&mut self) {
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            "redis" => {
+                let mut c = Command::new("redis-server");
+                c.args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c.arg("--dir").arg(self.dir.path());
+                c
+            }
+            _ => {
+                let mut c = Command::new("/usr/sbin/nats-server");
+                c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+                    .arg(self.dir.path());
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a private {} server: {e}", self.kind));
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{} did not start",
+                self.kind
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process.
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills it and starts it empty (Redis keeps nothing; NATS gets a fresh store dir).
+    pub fn flush_restart(&mut self) {
+        self.down();
+        self.dir = tempfile::tempdir().expect("temp dir");
+        self.up();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
