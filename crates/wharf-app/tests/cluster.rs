@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::{Ws, nats_url, open, prefix, redis_url, token};
+use common::engine::{Engine, free_port};
 use common::nodes::{Node, NodeConfig, spawn};
 use common::{SECRET, api, handshake};
 use futures_util::{SinkExt, StreamExt};
@@ -16,41 +18,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf_app::tokens::{Subject, TokenConfig, Tokens};
-
-type Ws = WebSocketStream<TcpStream>;
-
-fn redis_url() -> String {
-    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn nats_url() -> String {
-    std::env::var("WHARF_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// A prefix of channels and keys no other test (or earlier run) uses.
-fn prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("t{}-{nanos}-{name}", std::process::id())
-}
-
-fn token(uid: i64) -> String {
-    let tokens = Tokens::new(&TokenConfig::default(), Some(SECRET)).expect("tokens");
-    let subject = Subject {
-        uid,
-        account: format!("user{uid}"),
-        admin: false,
-    };
-    tokens.issue(subject).expect("token").0
-}
-
-/// Opens `path` on `node` as user `uid`.
-async fn open(node: SocketAddr, path: &str, uid: i64) -> Ws {
-    let bearer = format!("Bearer {}", token(uid));
-    let (response, ws) = handshake(node, path, &[("Authorization", &bearer)]).await;
-    ws.unwrap_or_else(|| panic!("handshake refused: {} {}", response.status, response.body))
-}
 
 async fn next_text(ws: &mut Ws) -> String {
     loop {
@@ -358,96 +325,6 @@ async fn nats_a_killed_node_leaves_presence_within_the_ttl() {
     a_killed_node_leaves_presence_within_the_ttl(&nats_url()).await;
 }
 
-// ---------------------------------------------------------------------------------------
-// faults: a private engine this test stops and starts
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A private Redis or NATS server process on `port`.
-struct Engine {
-    kind: &'static str,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Engine {
-    fn start(kind: &'static str) -> Engine {
-        let mut engine = Engine {
-            kind,
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        };
-        engine.up();
-        engine
-    }
-
-    fn url(&self) -> String {
-        format!("{}://127.0.0.1:{}", self.kind, self.port)
-    }
-
-    fn up(&mut self) {
-        let port = self.port.to_string();
-        let mut command = match self.kind {
-            "redis" => {
-                let mut c = Command::new("redis-server");
-                c.args([
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                c.arg("--dir").arg(self.dir.path());
-                c
-            }
-            _ => {
-                let mut c = Command::new("/usr/sbin/nats-server");
-                c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-                    .arg(self.dir.path());
-                c
-            }
-        };
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start a private {} server: {e}", self.kind));
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{} did not start",
-                self.kind
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
 /// How many commands `node` has received from the backplane.
 async fn received(node: SocketAddr) -> u64 {
     let cluster = get_json(node, "/api/cluster").await;
@@ -534,6 +411,9 @@ async fn redis_a_room_s_traffic_reaches_only_the_nodes_with_members() {
 async fn nats_a_room_s_traffic_reaches_only_the_nodes_with_members() {
     a_room_s_traffic_reaches_only_the_nodes_with_members(&nats_url()).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// faults: a private engine this test stops and starts
 
 async fn the_cluster_recovers_when_its_engine_restarts(kind: &'static str) {
     let mut engine = Engine::start(kind);

@@ -11,6 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Ws, nats_url, open, prefix, redis_url, token};
 use common::engine::Engine;
 use common::nodes::{Node, NodeConfig, spawn};
 use common::{SECRET, api, handshake};
@@ -21,23 +22,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf_app::tokens::{Subject, TokenConfig, Tokens};
 
-type Ws = WebSocketStream<TcpStream>;
-
-fn redis_url() -> String {
-    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn nats_url() -> String {
-    std::env::var("WHARF_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-fn prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("t{}-{nanos}-{name}", std::process::id())
-}
-
 /// Nodes keeping 1000 messages of every room.
 fn config(url: &str, name: &str) -> NodeConfig {
     let mut config = NodeConfig::new(url, &prefix(name));
@@ -45,22 +29,6 @@ fn config(url: &str, name: &str) -> NodeConfig {
         .extra_env
         .push(("WHARF_ROOMS_HISTORY_SIZE".into(), "1000".into()));
     config
-}
-
-fn token(uid: i64) -> String {
-    let tokens = Tokens::new(&TokenConfig::default(), Some(SECRET)).expect("tokens");
-    let subject = Subject {
-        uid,
-        account: format!("user{uid}"),
-        admin: false,
-    };
-    tokens.issue(subject).expect("token").0
-}
-
-async fn open(node: SocketAddr, path: &str, uid: i64) -> Ws {
-    let bearer = format!("Bearer {}", token(uid));
-    let (response, ws) = handshake(node, path, &[("Authorization", &bearer)]).await;
-    ws.unwrap_or_else(|| panic!("handshake refused: {} {}", response.status, response.body))
 }
 
 async fn next_json(ws: &mut Ws) -> Value {

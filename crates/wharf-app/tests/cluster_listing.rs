@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Ws, prefix, redis_url};
 use common::nodes::{NodeConfig, spawn};
 use common::{API_KEY, SECRET, api, handshake};
 use futures_util::StreamExt;
@@ -15,19 +16,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf_app::tokens::{Subject, TokenConfig, Tokens};
-
-type Ws = WebSocketStream<TcpStream>;
-
-fn redis_url() -> String {
-    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("t{}-{nanos}-{name}", std::process::id())
-}
 
 /// Opens `/wss/demo` on `node` as user `uid`.
 async fn open(node: SocketAddr, uid: i64) -> Ws {

@@ -20,6 +20,7 @@ use super::ApiState;
 use super::admin::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::push::message_of;
 use super::rooms::check_room;
 
 /// The most publications one history request returns; also the default `limit`.
@@ -50,20 +51,7 @@ pub(crate) async fn publish(
     JsonBody(request): JsonBody<PublishRequest>,
 ) -> Result<Json<Value>, ApiError> {
     check_room(&request.room)?;
-    let message = match (request.text, request.binary_base64) {
-        (Some(text), None) => Message::Text(text),
-        (None, Some(data)) => Message::binary(
-            STANDARD
-                .decode(data.trim())
-                .map_err(|e| ApiError::bad_request("bad_base64", format!("binary_base64: {e}")))?,
-        ),
-        _ => {
-            return Err(ApiError::bad_request(
-                "bad_request",
-                "give exactly one of `text` and `binary_base64`",
-            ));
-        }
-    };
+    let message = message_of(request.text, request.binary_base64)?;
     let options = match request.idempotency_key {
         Some(key) if key.is_empty() || key.len() > MAX_KEY => {
             return Err(ApiError::bad_request(

@@ -72,20 +72,7 @@ pub(crate) async fn push(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<PushRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let message = match (request.text, request.binary_base64) {
-        (Some(text), None) => Message::Text(text),
-        (None, Some(data)) => Message::binary(
-            STANDARD
-                .decode(data.trim())
-                .map_err(|e| ApiError::bad_request("bad_base64", format!("binary_base64: {e}")))?,
-        ),
-        _ => {
-            return Err(ApiError::bad_request(
-                "bad_request",
-                "give exactly one of `text` and `binary_base64`",
-            ));
-        }
-    };
+    let message = message_of(request.text, request.binary_base64)?;
     let sender = &state.sender;
     let except = request.except.as_deref().map(parse_conn).transpose()?;
     let confirm = sender.confirm();
@@ -118,6 +105,24 @@ pub(crate) async fn push(
         "nodes": receipt.nodes,
         "missing": receipt.missing,
     })))
+}
+
+/// The message a request body gives as exactly one of `text` and `binary_base64`, or 400
+/// (`bad_base64`, `bad_request`).
+pub(crate) fn message_of(
+    text: Option<String>,
+    binary_base64: Option<String>,
+) -> Result<Message, ApiError> {
+    match (text, binary_base64) {
+        (Some(text), None) => Ok(Message::Text(text)),
+        (None, Some(data)) => Ok(Message::binary(STANDARD.decode(data.trim()).map_err(
+            |e| ApiError::bad_request("bad_base64", format!("binary_base64: {e}")),
+        )?)),
+        _ => Err(ApiError::bad_request(
+            "bad_request",
+            "give exactly one of `text` and `binary_base64`",
+        )),
+    }
 }
 
 /// A connection id from the request, or 400 `bad_conn_id`.
