@@ -3,8 +3,11 @@
 # included) against the echo route of a release `wharf serve` with compression on. Exits
 # non-zero on any FAILED case, so `.ci/run` fails on a conformance regression.
 #
-#   scripts/autobahn.sh [REPORT_DIR]        (default: <target>/autobahn)
-#   scripts/autobahn.sh --prepare           (only install the suite and build wharf)
+#   scripts/autobahn.sh [--strict-close] [REPORT_DIR]   (default: <target>/autobahn)
+#   scripts/autobahn.sh --prepare                       (only install the suite and build wharf)
+#
+# --strict-close also fails on a case whose closing behaviour is FAILED or UNCLEAN (the
+# suite's own verdict counts only the data part); `.ci/run` uses it.
 #
 # The suite comes from the shared tool `autobahn.sh` (installed here on first use, as root,
 # about a minute): $WHARF_AUTOBAHN, else ../shared/tools/autobahn/autobahn.sh beside the
@@ -14,6 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 TARGET=${CARGO_TARGET_DIR:-target}
+strict=()
+if [[ ${1:-} == --strict-close ]]; then
+  strict=(--strict-close)
+  shift
+fi
 REPORT=${1:-$TARGET/autobahn}
 
 tool=""
@@ -33,7 +41,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 start_wharf "$work" WHARF_WS_COMPRESSION=true
 rm -rf "$REPORT"
 status=0
-"$tool" run "ws://127.0.0.1:$WS_PORT/echo" --exclude '' --out "$REPORT" || status=$?
+"$tool" run "ws://127.0.0.1:$WS_PORT/echo" --exclude '' --out "$REPORT" "${strict[@]}" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "autobahn: FAILED (exit $status); the server's log:" >&2
   tail -n 50 "$work/server.log" >&2

@@ -8,6 +8,13 @@
 # the registry is back to zero.
 #
 #   scripts/soak.sh [CONNS] [SECONDS] [DROP] [SAMPLE]     (defaults: 10000 300 1 10)
+#   scripts/soak.sh 300 20 5 2                            (the short run in .ci/run)
+#
+# Exits non-zero (after printing why) unless, at the end, the registry is back to 0, the
+# server's fds are back to the baseline (plus SOAK_FD_SLACK, default 2) and its RSS reached a
+# plateau under load: over the second half of the load it grew by no more than half of what
+# it grew over the first half, or by SOAK_RSS_SLACK_KIB (default 2048) if that is more. A
+# leak grows about as much in each half; a plateau flattens. `.ci/run` runs a short one.
 #
 # Figures of a run are in docs/security.md.
 set -euo pipefail
@@ -39,16 +46,22 @@ sample() {
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
   printf '%6ss  %-8s registry=%-6s fds=%-6s rss_kib=%s\n' "$(( $(date +%s) - start ))" "$1" "$conns" "$fds" "$rss"
   last_conns=$conns
+  last_fds=$fds
+  last_rss=$rss
 }
 
 start=$(date +%s)
 sample baseline
+baseline_fds=$last_fds
+load_rss=()
 "$LOAD" --url "ws://127.0.0.1:$ws/echo" --conns "$CONNS" --drop-percent "$DROP" \
   --seconds "$SECONDS_TOTAL" >"$work/load.log" 2>&1 &
 load=$!
 while kill -0 "$load" 2>/dev/null; do
   sleep "$SAMPLE"
   sample load
+  # Only samples taken with the load still running count towards the plateau.
+  if kill -0 "$load" 2>/dev/null; then load_rss+=("$last_rss"); fi
 done
 wait "$load" || { echo "load failed:"; tail -20 "$work/load.log"; exit 1; }
 for _ in $(seq 30); do
@@ -61,5 +74,32 @@ sample settled
 echo "--- load"
 cat "$work/load.log"
 echo "--- server warnings/errors"
-grep -v -c '^$' "$work/server.log" | sed 's/^/lines: /'
+grep -v -c '^$' "$work/server.log" | sed 's/^/lines: /' || true
 tail -5 "$work/server.log"
+
+# The verdict.
+failed=0
+fail() {
+  echo "soak: FAILED: $*" >&2
+  failed=1
+}
+if ! kill -0 "$server" 2>/dev/null; then fail "the server exited"; fi
+if [[ $last_conns != 0 ]]; then fail "registry $last_conns after the load, not 0"; fi
+fd_slack=${SOAK_FD_SLACK:-2}
+if ((last_fds > baseline_fds + fd_slack)); then
+  fail "fds $last_fds after the load, baseline $baseline_fds (+$fd_slack allowed)"
+fi
+n=${#load_rss[@]}
+if ((n < 3)); then
+  fail "only $n RSS samples under load; run longer or sample more often (SAMPLE)"
+else
+  first=${load_rss[0]} mid=${load_rss[$((n / 2))]} end=${load_rss[$((n - 1))]}
+  grew1=$((mid - first)) grew2=$((end - mid))
+  allowed=$((grew1 / 2))
+  rss_slack=${SOAK_RSS_SLACK_KIB:-2048}
+  if ((allowed < rss_slack)); then allowed=$rss_slack; fi
+  echo "rss under load (KiB): first $first, middle $mid, last $end; grew $grew1 then $grew2 (allowed $allowed)"
+  if ((grew2 > allowed)); then fail "RSS still growing under load: +$grew2 KiB over the second half, +$grew1 over the first"; fi
+fi
+if ((failed)); then exit 1; fi
+echo "soak: OK (registry 0, fds $last_fds vs baseline $baseline_fds, RSS plateau)"

@@ -1,4 +1,7 @@
-//! The built binary: `user add|list|remove`, `token`, and a bad config file.
+//! The built binary: `user add|list|remove`, `token`, `client`, and a bad config file. Each
+//! failure is checked by its exit code and its message, each success by what it printed.
+
+mod common;
 
 use std::io::Write;
 use std::path::Path;
@@ -31,12 +34,28 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a failure with exit code `code` whose message (on stderr) contains `message`, and
+/// nothing on stdout: an exit code alone could come from any failure.
+fn assert_fails(output: &Output, code: i32, message: &str) {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    assert!(stderr(output).contains(message), "{output:?}");
+    assert_eq!(stdout(output), "", "{output:?}");
+}
+
 #[test]
 fn users_and_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let added = wharf(&data, &["user", "add", "alice"], "secret-password\n");
     assert!(added.status.success(), "{added:?}");
+    assert!(
+        stdout(&added).starts_with("added user alice (id "),
+        "{added:?}"
+    );
     assert!(data.join("wharf.db").exists());
 
     let listed = wharf(&data, &["user", "list"], "");
@@ -55,21 +74,30 @@ fn users_and_tokens() {
     assert!(!claims.admin);
 
     let missing = wharf(&data, &["token", "nobody"], "");
-    assert_eq!(missing.status.code(), Some(1));
+    assert_fails(
+        &missing,
+        1,
+        "wharf: no user nobody; add it with `wharf user add nobody`",
+    );
 
     let removed = wharf(&data, &["user", "remove", "alice"], "");
     assert!(removed.status.success(), "{removed:?}");
+    assert_eq!(stdout(&removed), "removed user alice\n");
     let listed = wharf(&data, &["user", "list"], "");
-    assert!(!stdout(&listed).contains("alice"));
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(!stdout(&listed).contains("alice"), "{listed:?}");
     let again = wharf(&data, &["user", "remove", "alice"], "");
-    assert_eq!(again.status.code(), Some(1));
+    assert_fails(&again, 1, "wharf: no user alice");
 }
 
 #[test]
 fn empty_password_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = wharf(dir.path(), &["user", "add", "alice"], "");
-    assert_eq!(out.status.code(), Some(1));
+    assert_fails(&out, 1, "wharf: no password given");
+    // Refused before the store is touched: no user was added.
+    let listed = wharf(dir.path(), &["user", "list"], "");
+    assert!(!stdout(&listed).contains("alice"), "{listed:?}");
 }
 
 #[test]
@@ -80,9 +108,8 @@ fn bad_config_exits_2_and_names_the_file() {
         std::fs::write(&file, text).expect("write");
         let file = file.to_str().expect("utf-8 path");
         let out = wharf(dir.path(), &["serve", "--config", file], "");
-        assert_eq!(out.status.code(), Some(2), "{out:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("bad.toml"), "{stderr}");
+        assert_fails(&out, 2, "wharf: bad configuration");
+        assert!(stderr(&out).contains("bad.toml"), "{out:?}");
     }
 }
 
@@ -168,4 +195,81 @@ fn password_prompt_does_not_echo_at_a_terminal() {
         assert!(user.is_some(), "the typed password is the stored one");
         store.close().await;
     });
+}
+
+/// The JSON lines `wharf client --json` printed, as (kind, data, code).
+fn events(output: &Output) -> Vec<(String, String, Option<u64>)> {
+    stdout(output)
+        .lines()
+        .map(|line| {
+            let json: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            assert!(json["timestamp"].is_string(), "{line}");
+            (
+                json["kind"].as_str().expect("kind").to_owned(),
+                json["data"].as_str().expect("data").to_owned(),
+                json["code"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sends_prints_each_event_and_says_why_it_failed() {
+    let app = common::start("").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_owned();
+    let run = move |args: Vec<String>| {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            wharf(&data, &args, "")
+        })
+    };
+    let args = |url: String, extra: &[&str]| {
+        let mut args = vec!["client".to_owned(), url, "--timeout".into(), "5".into()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    // The echo comes back, then the client closes with 1000 and the server answers.
+    let echo = format!("ws://{}/echo", app.ws);
+    let out = run(args(
+        echo.clone(),
+        &[
+            "--send", "hello", "--send", "again", "--expect", "2", "--json",
+        ],
+    ))
+    .await
+    .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let expected: Vec<(String, String, Option<u64>)> = [
+        ("open", "", None),
+        ("text", "hello", None),
+        ("text", "again", None),
+        ("close", "", Some(1000)),
+    ]
+    .into_iter()
+    .map(|(kind, data, code)| (kind.to_owned(), data.to_owned(), code))
+    .collect();
+    assert_eq!(events(&out), expected);
+    // Refused: exit 3 with the status and the server's JSON body.
+    let out = run(args(
+        format!("ws://{}/nope", app.ws),
+        &["--send", "x", "--json"],
+    ))
+    .await
+    .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let refused = events(&out);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (refused[0].0.as_str(), refused[0].2),
+        ("refused", Some(404))
+    );
+    assert!(refused[0].1.contains("\"error\""), "{refused:?}");
+    // A bad header: exit 2 and the reason, before any connection.
+    let out = run(args(echo, &["-H", "no colon", "--send", "x"]))
+        .await
+        .expect("run");
+    assert_fails(&out, 2, "expected `Name: value`");
 }

@@ -6,18 +6,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{Ws, nats_url, open, prefix, redis_url, token};
+use common::api;
+use common::cluster::{Ws, nats_url, open, prefix, redis_url};
 use common::engine::{Engine, free_port};
 use common::nodes::{Node, NodeConfig, spawn};
-use common::{SECRET, api, handshake};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wharf_app::tokens::{Subject, TokenConfig, Tokens};
 
 async fn next_text(ws: &mut Ws) -> String {
     loop {

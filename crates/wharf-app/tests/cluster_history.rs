@@ -11,16 +11,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Ws, nats_url, open, prefix, redis_url, token};
+use common::api;
+use common::cluster::{Ws, nats_url, open, prefix, redis_url};
 use common::engine::Engine;
 use common::nodes::{Node, NodeConfig, spawn};
-use common::{SECRET, api, handshake};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wharf_app::tokens::{Subject, TokenConfig, Tokens};
 
 /// Nodes keeping 1000 messages of every room.
 fn config(url: &str, name: &str) -> NodeConfig {

@@ -12,8 +12,6 @@ use common::cluster::{Ws, prefix, redis_url};
 use common::nodes::{NodeConfig, spawn};
 use common::{API_KEY, SECRET, api, handshake};
 use futures_util::StreamExt;
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf_app::tokens::{Subject, TokenConfig, Tokens};
 

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wharf_app::tokens::{Claims, TokenConfig, Tokens};
 
-use common::{TestApp, handshake, start};
+use common::{TestApp, handshake, start, start_with_tokens};
 
 fn now() -> i64 {
     i64::try_from(
@@ -96,6 +96,78 @@ async fn bad_tokens_are_401_with_their_codes() {
         refused_bearer(&app, &huge).await,
         (401, "token_too_large".into())
     );
+}
+
+#[tokio::test]
+async fn claims_that_do_not_hold_are_401_with_their_codes() {
+    let app = start("").await;
+    // Not valid before five minutes from now (beyond the 30 s leeway).
+    let mut early = Claims::new((1, "alice", false), now(), now() + 3600);
+    early.nbf = Some(now() + 300);
+    let early = app.tokens.sign(&early).expect("sign");
+    assert_eq!(
+        refused_bearer(&app, &early).await,
+        (401, "token_not_yet_valid".into())
+    );
+    // No `exp`: signed with the app's own secret, so only the missing claim is wrong.
+    let endless = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "1", "uid": 1, "account": "alice", "iat": now()}),
+        &jsonwebtoken::EncodingKey::from_secret(common::SECRET),
+    )
+    .expect("encode");
+    assert_eq!(
+        refused_bearer(&app, &endless).await,
+        (401, "token_missing_claim".into())
+    );
+    // The same claims with an `exp` pass: the refusal above was the claim, nothing else.
+    let fine = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "1", "uid": 1, "account": "alice", "iat": now(), "exp": now() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(common::SECRET),
+    )
+    .expect("encode");
+    let header = format!("Bearer {fine}");
+    let (response, ws) = handshake(app.ws, "/wss/demo", &[("Authorization", &header)]).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    drop(ws);
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_checked_at_the_handshake() {
+    let mut config = TokenConfig::default();
+    config.issuer = Some("wharf-test".into());
+    config.audience = Some("ws".into());
+    let app = start_with_tokens("", &config).await;
+    let mut claims = Claims::new((1, "alice", false), now(), now() + 600);
+    claims.iss = Some("someone-else".into());
+    claims.aud = Some("ws".into());
+    let token = app.tokens.sign(&claims).expect("sign");
+    assert_eq!(
+        refused_bearer(&app, &token).await,
+        (401, "token_invalid_issuer".into())
+    );
+    claims.iss = Some("wharf-test".into());
+    claims.aud = Some("http".into());
+    let token = app.tokens.sign(&claims).expect("sign");
+    assert_eq!(
+        refused_bearer(&app, &token).await,
+        (401, "token_invalid_audience".into())
+    );
+    // Without them: the claim is missing.
+    claims.iss = None;
+    claims.aud = None;
+    let token = app.tokens.sign(&claims).expect("sign");
+    assert_eq!(
+        refused_bearer(&app, &token).await,
+        (401, "token_missing_claim".into())
+    );
+    // Both right: upgraded.
+    let (token, _) = app.tokens.issue((1, "alice", false)).expect("issue");
+    let header = format!("Bearer {token}");
+    let (response, ws) = handshake(app.ws, "/wss/demo", &[("Authorization", &header)]).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    drop(ws);
 }
 
 #[tokio::test]

@@ -326,3 +326,98 @@ async fn rooms_users_and_presence_on_one_node() {
         "bad_conn_id"
     );
 }
+
+/// Asserts an API error answer: its status, its `error` kind, and the documented shape.
+fn assert_error(response: &common::Response, status: u16, error: &str) {
+    assert_eq!(response.status, status, "{}", response.body);
+    let json = response.json();
+    assert_eq!(json["error"], error, "{json}");
+    assert_eq!(json["code"], status, "{json}");
+    assert!(json["msg"].is_string(), "{json}");
+}
+
+#[tokio::test]
+async fn bad_payloads_and_close_parameters_are_400_or_422() {
+    let app = start("").await;
+    let (mut ws, id, _) = connect(&app, "alice").await;
+    let push = |body: serde_json::Value| {
+        let body = body.to_string();
+        async move { api(app.http, "POST", "/api/push", &body).await }
+    };
+    assert_error(
+        &push(serde_json::json!({ "conn": id, "binary_base64": "not base64!" })).await,
+        400,
+        "bad_base64",
+    );
+    // JSON, but not the shape of a push: a number where a string goes, an unknown field.
+    assert_error(
+        &push(serde_json::json!({ "conn": 5, "text": "x" })).await,
+        422,
+        "invalid_body",
+    );
+    assert_error(
+        &push(serde_json::json!({ "conn": id, "text": "x", "colour": "red" })).await,
+        422,
+        "invalid_body",
+    );
+    let close = |query: String| {
+        let path = format!("/api/connections/{id}{query}");
+        async move { api(app.http, "DELETE", &path, "").await }
+    };
+    // 1005 and 1006 are reserved for reporting, 999 is no close code at all.
+    for code in [1005, 1006, 999] {
+        assert_error(&close(format!("?code={code}")).await, 400, "bad_close_code");
+    }
+    let long = "r".repeat(124);
+    assert_error(
+        &close(format!("?code=4000&reason={long}")).await,
+        400,
+        "reason_too_long",
+    );
+    assert_error(&close("?code=abc".into()).await, 400, "bad_query");
+    // None of those touched the connection: it is open and gets the next push.
+    let ok = push(serde_json::json!({ "conn": id, "text": "still here" })).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(next(&mut ws).await, Message::text("still here"));
+    // At the limit: a 123-byte reason is fine.
+    let reason = "r".repeat(123);
+    let closed = close(format!("?code=4000&reason={reason}")).await;
+    assert_eq!(closed.status, 200, "{}", closed.body);
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.reason.as_str(), reason),
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_queue_full_then_conn_closing() {
+    let app = start("").await;
+    // Opened, then never read again: pushes fill the socket buffers, then the queue (4 MiB).
+    let (ws, id, _) = connect(&app, "alice").await;
+    let chunk = "q".repeat(512 * 1024);
+    let body = serde_json::json!({ "conn": id, "text": chunk }).to_string();
+    let mut accepted = 0;
+    let full = loop {
+        let response = api(app.http, "POST", "/api/push", &body).await;
+        if response.status != 200 {
+            break response;
+        }
+        accepted += 1;
+        assert!(
+            accepted < 200,
+            "100 MiB accepted for a client that never reads"
+        );
+    };
+    assert_error(&full, 503, "queue_full");
+    assert!(accepted >= 8, "the queue alone takes 4 MiB: {accepted}");
+    // It is now being closed as a slow consumer (waiting for a close frame it cannot read):
+    // a push is refused as closing, not queued and not lost as `not found`.
+    assert_error(
+        &api(app.http, "POST", "/api/push", &body).await,
+        409,
+        "conn_closing",
+    );
+    let close = api(app.http, "DELETE", &format!("/api/connections/{id}"), "").await;
+    assert_error(&close, 409, "conn_closing");
+    drop(ws);
+}

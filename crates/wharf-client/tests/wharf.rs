@@ -149,12 +149,18 @@ async fn reconnects_after_server_restart() -> TestResult {
     assert_eq!(ws.connects(), 1);
 
     // The shutdown closes the connection with 1001 (the client answers while receiving);
-    // then the port is free, and a new server takes it a little later, while the client
-    // retries.
+    // then a new server takes the same port as soon as it binds, while the client retries.
     let restarted = tokio::spawn(async move {
         server.stop().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Wharf::start(port).await
+        bounded(async {
+            loop {
+                match Wharf::start(port).await {
+                    Ok(server) => return server,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await
     });
     // Keep receiving until the hook's greeting arrives on the new connection.
     let mut seen = vec![bounded(ws.recv()).await?];
@@ -165,7 +171,7 @@ async fn reconnects_after_server_restart() -> TestResult {
     while !matches!(seen.last(), Some(Event::Message(_))) {
         seen.push(bounded(ws.recv()).await?);
     }
-    let server = bounded(restarted).await??;
+    let server = bounded(restarted).await?;
     assert_eq!(
         seen.last(),
         Some(&Event::Message(Message::Text("hello #1".into())))

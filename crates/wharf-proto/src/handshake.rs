@@ -65,6 +65,12 @@ mod tests {
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+        // A second vector, computed apart from this crate (Python's hashlib and base64), so
+        // a constant answer or a wrong GUID cannot pass on the RFC's example alone.
+        assert_eq!(
+            accept_key(b"x3JJHMbDL1EzLkh9GBhXDw=="),
+            "HSmrc0sMlYUkAGmm5OPpG2HaGWk="
+        );
     }
 
     #[test]

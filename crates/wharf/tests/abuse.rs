@@ -214,7 +214,12 @@ async fn hundred_thousand_one_byte_fragments_are_refused_with_1009() {
     })
     .await;
     assert_eq!(close, 1009);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Refused at the limit, not after reading all 100,000 fragments (loose, for loaded CI).
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     drop(within("writer", writer).await);
     eventually("the connection to leave the registry", || {
         server.sender.count() == 0
@@ -250,8 +255,10 @@ async fn request_line_over_the_head_limit_gets_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout() {
+    // Long enough that 500 connects and a good client fit in it on a loaded machine.
+    let timeout = Duration::from_secs(4);
     let mut config = ws_server();
-    config.limits.handshake_timeout = Duration::from_secs(2);
+    config.limits.handshake_timeout = timeout;
     let server = start_ws_with(config, Router::new().route("/echo", Echo)).await;
     let started = Instant::now();
     let mut flood = Vec::new();
@@ -265,9 +272,10 @@ async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout()
     // A good client connects and talks in the middle of the flood.
     let mut good = connect(server.addr(), "/echo").await;
     assert_echo(&mut good, "not starved").await;
+    let served = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the good client was served before the flood timed out"
+        served < timeout,
+        "the good client was served while the flood was still held: {served:?}"
     );
     // Every half-open handshake is dropped by the server, none answered.
     let dropped = within_for(Duration::from_secs(10), "the flood to be dropped", async {
@@ -282,7 +290,7 @@ async fn flood_of_500_half_open_handshakes_is_bounded_by_the_handshake_timeout()
     })
     .await;
     assert_eq!(dropped, 500);
-    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
     assert_echo(&mut good, "still fine").await;
     assert_eq!(server.sender.count(), 1);
     drop(good);

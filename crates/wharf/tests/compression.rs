@@ -225,8 +225,18 @@ async fn a_compression_bomb_is_closed_with_1009_and_harms_no_one() {
     let mut deflater = Deflater::new(15, 9, true);
     let bomb = compressed_frame(&mut deflater, OpCode::Binary, &vec![0u8; 64 << 20]);
     assert!(bomb.len() < 100_000, "{}", bomb.len());
+    // Memory, not only the close code: the server runs in this process (nextest gives each
+    // test a process of its own), so the peak resident set from here on is what inflating
+    // the bomb cost. A decoder that inflated it whole, or in 16 MiB steps, before checking
+    // the limit would take 16 to 64 MiB; the cap keeps it near the 1 MiB limit.
+    let before = rss::reset_peak();
     ws.write(&bomb).await;
     assert_eq!(ws.read_close().await, (1009, "message too big".to_owned()));
+    let grew = rss::peak().saturating_sub(before);
+    assert!(
+        grew < 6 << 20,
+        "inflating a bomb against a 1 MiB limit raised the peak RSS by {grew} bytes"
+    );
 
     // Exactly the limit inflated is fine.
     let (mut ok, _) = connect_deflate(server.addr(), BROWSER_OFFER).await;
@@ -276,4 +286,28 @@ async fn bad_deflate_data_is_1007_and_rsv1_without_the_extension_is_1002() {
     ))
     .await;
     assert_eq!(ws.read_close().await.0, 1007);
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux).
+mod rss {
+    fn field(name: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/self/status"));
+        kib * 1024
+    }
+
+    /// Resets the peak (`VmHWM`) to the current resident set and returns that, in bytes.
+    pub(crate) fn reset_peak() -> u64 {
+        std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+        field("VmRSS:")
+    }
+
+    /// The peak resident set since the last [`reset_peak`], in bytes.
+    pub(crate) fn peak() -> u64 {
+        field("VmHWM:")
+    }
 }

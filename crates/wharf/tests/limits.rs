@@ -93,37 +93,49 @@ async fn handshake_timeout_drops_the_tcp_connection_without_a_response() {
     let mut config = ws_server();
     config.limits.handshake_timeout = Duration::from_millis(300);
     let server = start_ws_with(config, router()).await;
+    // Timed from before the connect: the server's clock starts at its accept, later, so
+    // however slow the machine the drop cannot come sooner than 300 ms after this.
+    let started = Instant::now();
     let mut tcp = tokio::net::TcpStream::connect(server.addr())
         .await
         .expect("connect");
     tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: loc")
         .await
         .expect("write");
-    let started = Instant::now();
     let mut out = Vec::new();
     let _ = within("server to drop the connection", tcp.read_to_end(&mut out)).await;
     assert!(out.is_empty(), "no response expected, got {out:?}");
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn idle_timeout_closes_1001() {
     let mut config = ws_server();
-    config.limits.idle_timeout = Duration::from_millis(300);
+    let idle = Duration::from_millis(1000);
+    config.limits.idle_timeout = idle;
     let server = start_ws_with(config, router()).await;
     let mut ws = connect(server.addr(), "/echo").await;
-    // Traffic keeps it open.
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    // Traffic keeps it open past the timeout: ticks 200 ms apart for 1.2 s (a loaded machine
+    // may stretch a gap by up to 800 ms before the test is wrong).
+    let opened = Instant::now();
+    while opened.elapsed() < idle + idle / 5 {
+        tokio::time::sleep(idle / 5).await;
         assert_echo(&mut ws, "tick").await;
     }
-    let started = Instant::now();
+    // Then silence: closed once a whole timeout has passed since the last tick.
+    let last = Instant::now();
     assert_eq!(
         expect_close(&mut ws).await,
         (1001, "idle timeout".to_owned())
     );
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    // (The server's clock started when it read the tick, just before the echo came back.)
+    let quiet = last.elapsed();
+    assert!(
+        quiet >= idle * 9 / 10,
+        "closed {quiet:?} after the last tick"
+    );
     server.shutdown().await;
 }
 
@@ -162,10 +174,11 @@ async fn third_connection_over_max_connections_gets_503() {
     server.shutdown().await;
 }
 
-fn slow_consumer_config() -> ServerConfig {
+/// A 64 KiB outgoing queue, and `close_timeout` to wait for the client's close frame.
+fn slow_consumer_config(close_timeout: Duration) -> ServerConfig {
     let mut config = ws_server();
     config.limits.max_queue_size = 64 * 1024;
-    config.limits.close_timeout = Duration::from_millis(300);
+    config.limits.close_timeout = close_timeout;
     config
 }
 
@@ -196,7 +209,22 @@ async fn push_until_refused(server: &Running, id: wharf::ConnId) -> (SendError, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_refused_and_sees_1008_when_it_reads() {
-    let server = start_ws_with(slow_consumer_config(), router()).await;
+    slow_consumer_is_refused_and_sees_its_code(1008).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_code_1013_is_what_the_client_reads() {
+    slow_consumer_is_refused_and_sees_its_code(1013).await;
+}
+
+/// A client that stops reading is refused and closed; when it reads again it gets the data
+/// queued before the refusal and then a close frame with `code` (`slow_consumer_code`).
+async fn slow_consumer_is_refused_and_sees_its_code(code: u16) {
+    // A close timeout long enough that the client surely reads before it runs out (else
+    // the server would drop the TCP connection without the close frame).
+    let mut config = slow_consumer_config(Duration::from_secs(10));
+    config.limits.slow_consumer_code = code;
+    let server = start_ws_with(config, router()).await;
     let mut slow = RawWs::connect(server.addr(), "/rec").await;
     let id = raw_greeting_id(&mut slow).await;
     let mut other = connect(server.addr(), "/echo").await;
@@ -206,13 +234,18 @@ async fn slow_consumer_is_refused_and_sees_1008_when_it_reads() {
         "{error:?}"
     );
     assert!(accepted > 4, "the socket buffers take some first");
-    // Pushes keep failing.
-    assert!(server.sender.push(id, "more").is_err());
+    // Pushes keep failing, as for a connection being closed as a slow consumer: it is still
+    // registered (its close timeout is 10 s), so neither accepted nor `NotFound`.
+    let more = server.sender.push(id, "more");
+    assert!(
+        matches!(more, Err(SendError::QueueFull(got) | SendError::Closed(got)) if got == id),
+        "{more:?}"
+    );
     // Other connections are not disturbed.
     assert_echo(&mut other, "fine").await;
     // The slow client finally reads: data, then the close.
-    let (code, reason) = slow.read_close().await;
-    assert_eq!(code, 1008);
+    let (got, reason) = slow.read_close().await;
+    assert_eq!(got, code);
     assert_eq!(reason, "slow consumer");
     eventually("the slow consumer to leave the registry", || {
         !server.sender.exists(id)
@@ -226,7 +259,7 @@ async fn slow_consumer_is_refused_and_sees_1008_when_it_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn slow_consumer_that_never_reads_is_closed() {
-    let server = start_ws_with(slow_consumer_config(), router()).await;
+    let server = start_ws_with(slow_consumer_config(Duration::from_millis(300)), router()).await;
     let mut slow = RawWs::connect(server.addr(), "/rec").await;
     let id = raw_greeting_id(&mut slow).await;
     let (error, _) = push_until_refused(&server, id).await;

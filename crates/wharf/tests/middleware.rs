@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use common::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wharf::http::StatusCode;
 use wharf::{Echo, HandshakeRequest, Rejection, Route, Router, middleware};
+use wharf_proto::OpCode;
 
 fn record(
     log: &Log,
@@ -105,7 +107,7 @@ async fn a_rejecting_middleware_answers_before_the_upgrade() {
 #[tokio::test]
 async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
     let slow = middleware::from_fn(|req: HandshakeRequest| async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, Rejection>(req)
     });
     let router = Router::new()
@@ -115,9 +117,15 @@ async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
             100,
         )));
     let server = start_ws(router).await;
+    // The middleware would take a minute; the 100 ms timeout answers long before (the bound
+    // is loose so that only a timeout that does not fire breaks it, not a loaded machine).
     let started = std::time::Instant::now();
     let response = raw_request(server.addr(), upgrade_request("/slow", "").as_bytes()).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(response.status, 500);
     let body = response.json();
     assert_eq!(body["code"], 500);
@@ -132,13 +140,52 @@ async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
 
 #[tokio::test]
 async fn tower_concurrency_limit_layer_plugs_in() {
-    let route = Route::new(Echo).layer(tower::limit::ConcurrencyLimitLayer::new(1));
+    // A gate behind the limit holds each handshake until the test lets it through and counts
+    // the handshakes that reached it.
+    let entered = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = {
+        let (entered, open) = (entered.clone(), open.clone());
+        middleware::from_fn(move |req: HandshakeRequest| {
+            let (entered, open) = (entered.clone(), open.clone());
+            async move {
+                entered.fetch_add(1, Ordering::SeqCst);
+                open.acquire().await.expect("gate open").forget();
+                Ok::<_, Rejection>(req)
+            }
+        })
+    };
+    let route = Route::new(Echo)
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .layer(gate);
     let server = start_ws(Router::new().route("/limited", route)).await;
-    let mut a = connect(server.addr(), "/limited").await;
-    // The limit covers the handshake only: a second connection still opens.
-    let mut b = connect(server.addr(), "/limited").await;
-    assert_echo(&mut a, "a").await;
-    assert_echo(&mut b, "b").await;
+    let a = tokio::spawn(RawWs::connect(server.addr(), "/limited"));
+    eventually("the first handshake to reach the gate", || {
+        entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let b = tokio::spawn(RawWs::connect(server.addr(), "/limited"));
+    // While the first holds the only permit, the second waits in front of the limit. Without
+    // the limit it would reach the gate within milliseconds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        entered.load(Ordering::SeqCst),
+        1,
+        "the limit let a second one in"
+    );
+    open.add_permits(1);
+    let mut a = within("first handshake", a).await.expect("first");
+    // The limit covers the handshake only: once the first is upgraded the second goes on.
+    eventually("the second handshake to reach the gate", || {
+        entered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    open.add_permits(1);
+    let mut b = within("second handshake", b).await.expect("second");
+    for (ws, text) in [(&mut a, b"a"), (&mut b, b"b")] {
+        ws.send(OpCode::Text, text).await;
+        assert_eq!(ws.read_frame().await.payload, text);
+    }
     drop((a, b));
     server.shutdown().await;
 }

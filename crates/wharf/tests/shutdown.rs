@@ -63,7 +63,7 @@ async fn drain_timeout_bounds_a_client_that_never_answers() {
     server.join().await.expect("serve returns Ok");
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(4),
         "{elapsed:?}"
     );
     assert_eq!(ws.read_close_no_reply().await.0, 1001);
@@ -74,5 +74,10 @@ async fn shutdown_with_no_connections_is_immediate() {
     let server = start_ws(Router::new().route("/echo", wharf::Echo)).await;
     let started = Instant::now();
     server.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Immediate: nothing to drain (bounded loosely; a wait for a drain timeout would be 10 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

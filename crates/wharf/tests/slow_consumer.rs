@@ -76,8 +76,11 @@ async fn flooding_a_client_that_never_reads_does_not_slow_the_others() {
         "round trips overlapped the flood: {}",
         rtts.len()
     );
+    // 17 ms on an idle machine (docs/security.md). A server that stalled on the flood would
+    // hold the other client for the whole flood (700 ms and more); the bound is loose enough
+    // for a loaded CI machine and still far below that.
     assert!(
-        worst < Duration::from_millis(200),
+        worst < Duration::from_millis(500),
         "worst round trip {worst:?}"
     );
     // Closed per policy (1013 here), without the client reading a byte.

@@ -7,6 +7,7 @@ mod pki;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -122,11 +123,81 @@ async fn a_client_that_does_not_trust_the_ca_is_refused_by_its_own_check() {
     let pki = pki::TestPki::generate().expect("test PKI");
     let server = tls_server(&pki).await;
     let other = pki::TestPki::generate().expect("another PKI");
-    let refused = tls_connect(&other, server.addr()).await;
+    let refused = within("TLS connect", tls_connect(&other, server.addr())).await;
+    // Refused by the client's certificate check, not by a reset or any other failure.
+    let error = refused.expect_err("a certificate from another CA must not verify");
+    let cause = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     assert!(
-        refused.is_err(),
-        "a certificate from another CA must not verify"
+        matches!(
+            cause,
+            // Both test CAs have the same name: found by name, its signature fails.
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature
+            ))
+        ),
+        "{error:?}"
     );
+}
+
+/// A TLS server whose handshake timeout is `timeout`.
+async fn tls_server_with_timeout(pki: &pki::TestPki, timeout: Duration) -> Running {
+    let tls = TlsConfig::new(&pki.cert_pem, &pki.key_pem);
+    let mut ws = ws_server().with_tls(tls.clone());
+    ws.limits.handshake_timeout = timeout;
+    let mut http = http_server().with_tls(tls);
+    http.limits.handshake_timeout = timeout;
+    let config = Config::empty().with_server(ws).with_server(http);
+    start(
+        Server::builder(config)
+            .websocket("ws", Router::new().route("/echo", Echo))
+            .http("http", wharf::axum::Router::new()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_tcp_connection_that_never_sends_a_client_hello_is_dropped_after_the_handshake_timeout() {
+    let pki = pki::TestPki::generate().expect("test PKI");
+    let timeout = Duration::from_millis(500);
+    let server = tls_server_with_timeout(&pki, timeout).await;
+    for (name, addr) in [
+        ("wss", server.addr()),
+        ("https", server.http.expect("http")),
+    ] {
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let mut answer = Vec::new();
+        // Dropped (EOF or reset) with nothing sent: no ServerHello comes without a ClientHello.
+        let _ = within(
+            "the server to drop a silent TLS client",
+            silent.read_to_end(&mut answer),
+        )
+        .await;
+        let waited = started.elapsed();
+        assert!(answer.is_empty(), "{name}: {answer:?}");
+        // Not before the timeout (the connect came first, so the server's clock started later).
+        assert!(waited >= timeout, "{name}: dropped after {waited:?}");
+    }
+    within("the silent wss client to be counted", async {
+        while server
+            .sender
+            .metrics()
+            .handshakes_rejected
+            .get("tls_handshake")
+            != Some(&1)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // A client that does speak gets through after that.
+    let stream = within("TLS connect", tls_connect(&pki, server.addr()))
+        .await
+        .expect("TLS");
+    drop(stream);
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -36,6 +36,11 @@ pub struct TestApp {
 /// Starts the app with the base test config plus `extra` TOML (app tables). The API
 /// key is [`API_KEY`] unless `extra` has its own `[api]` table.
 pub async fn start(extra: &str) -> TestApp {
+    start_with_tokens(extra, &TokenConfig::default()).await
+}
+
+/// As [`start`], with tokens verified (and issued) per `tokens`, HS256 with [`SECRET`].
+pub async fn start_with_tokens(extra: &str, tokens: &TokenConfig) -> TestApp {
     let api = if extra.contains("[api]") {
         String::new()
     } else {
@@ -63,7 +68,7 @@ route = [{{ path = "/echo", handler = "echo" }}]
     let config = AppConfig::from_toml_str(&text, None).expect("test config");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = UserStore::open_default(dir.path()).await.expect("store");
-    let tokens = Arc::new(Tokens::new(&TokenConfig::default(), Some(SECRET)).expect("tokens"));
+    let tokens = Arc::new(Tokens::new(tokens, Some(SECRET)).expect("tokens"));
     let bound = wharf_app::app::bind(&config, store.clone(), tokens.clone())
         .await
         .expect("bind");

@@ -56,13 +56,18 @@ impl Wharf {
         format!("ws://{}{path}", self.addr)
     }
 
-    /// Shuts the server down and waits for it (bounded).
+    /// Shuts the server down and waits for it (bounded); panics unless `serve` returned
+    /// `Ok` in time, so a server that failed or hung under a test fails that test.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(STEP, task).await;
+            tokio::time::timeout(STEP, task)
+                .await
+                .expect("the server to stop within STEP")
+                .expect("the server task not to panic")
+                .expect("serve to return Ok");
         }
     }
 }
