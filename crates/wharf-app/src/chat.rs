@@ -48,18 +48,27 @@ impl Handler for Chat {
             join_live(conn, room).await;
             return Ok(());
         }
-        let Some(since) = since else {
-            join_live(conn, room).await;
-            return Ok(());
-        };
-        let since = match parse_position(&since) {
-            Ok(since) => since,
-            Err(_) => {
+        let asked = since.is_some();
+        let since = match since.as_deref().map(parse_position) {
+            Some(Ok(since)) => since,
+            Some(Err(_)) => {
                 conn.close(CloseCode::POLICY_VIOLATION, "since is not EPOCH:OFFSET");
                 return Ok(());
             }
+            // Live from now, exactly: recover from the room's current top, so that whatever
+            // is published from this read on reaches the member once and in order (a plain
+            // join starts the room's sequencer from a top read later, and could miss an
+            // offset still on its way).
+            None => match history.read(room, None, 0).await {
+                Ok(page) => page.top,
+                Err(_) => {
+                    conn.close(CloseCode::TRY_AGAIN_LATER, "history unavailable");
+                    return Ok(());
+                }
+            },
         };
         match conn.join_from(room, Some(&since)).await {
+            Ok(_) if !asked => {}
             Ok(recovery) => {
                 let event = serde_json::json!({
                     "event": "recovery",
