@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Autobahn|Testsuite's full suite (all 517 cases, permessage-deflate sections 12 and 13
-# included) against the echo route of a release `wharf serve` with compression on. Exits
+# included) against the echo route of a `wharf serve` with compression on (release;
+# WHARF_PROFILE=debug for the debug build, as `.ci/run` does). Exits
 # non-zero on any FAILED case, so `.ci/run` fails on a conformance regression.
 #
 #   scripts/autobahn.sh [--strict-close] [REPORT_DIR]   (default: <target>/autobahn)
@@ -33,7 +34,7 @@ if [[ -z $tool ]]; then
   exit 2
 fi
 "$tool" install
-cargo build --release -p wharf-app --bin wharf
+build_wharf
 if [[ ${1:-} == --prepare ]]; then exit 0; fi
 
 work=$(mktemp -d)

@@ -1,4 +1,20 @@
-# Shared by the scripts that start a release `wharf serve` on free loopback ports.
+# Shared by the scripts that start a `wharf serve` on free loopback ports.
+
+# build_wharf [CARGO ARGS ...]: builds the `wharf` binary (and whatever else the arguments
+# name, such as `--example soak`) and sets BIN and OUT (the folder of the built artifacts).
+# The profile is release unless WHARF_PROFILE=debug: `.ci/run` uses the debug build, the one
+# the tests already built, so CI builds the workspace once instead of twice.
+build_wharf() {
+  local target=${CARGO_TARGET_DIR:-target}
+  if [[ ${WHARF_PROFILE:-release} == debug ]]; then
+    cargo build -p wharf-app --bin wharf "$@"
+    OUT=$target/debug
+  else
+    cargo build --release -p wharf-app --bin wharf "$@"
+    OUT=$target/release
+  fi
+  BIN=$OUT/wharf
+}
 
 # A free TCP port on 127.0.0.1 (bound to 0 and released).
 free_port() {
@@ -15,8 +31,8 @@ wait_for_health() {
   return 1
 }
 
-# start_wharf DIR [NAME=VALUE ...] [-- PREFIX ...]: starts the release `wharf serve` ($BIN,
-# else <target>/release/wharf) in the background on two free loopback ports, with its data
+# start_wharf DIR [NAME=VALUE ...] [-- PREFIX ...]: starts `wharf serve` ($BIN, else
+# <target>/release/wharf) in the background on two free loopback ports, with its data
 # in DIR, its log in DIR/server.log, warn-level logging and the extra environment given.
 # Words after `--` go before the command (such as `taskset -c 0`). Sets WS_PORT, HTTP_PORT
 # and SERVER_PID, and returns once /health answers.

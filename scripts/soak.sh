@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak and churn, the long version of crates/wharf/tests/churn.rs: CONNS connections to the
-# echo route of a release `wharf serve`, DROP percent of them dropped abruptly (no close
+# echo route of a `wharf serve` (release; WHARF_PROFILE=debug for the debug build), DROP percent of them dropped abruptly (no close
 # frame) and replaced every second for SECONDS, then all dropped. The server runs in its own
 # process (the load holds as many sockets as the server; each process may open 20,000 fds
 # here); every SAMPLE seconds this prints the server's registry count (/health), its open
@@ -25,10 +25,8 @@ SECONDS_TOTAL=${2:-300}
 DROP=${3:-1}
 SAMPLE=${4:-10}
 
-cargo build --release -p wharf-app --bin wharf --example soak
-TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/wharf
-LOAD=$TARGET/release/examples/soak
+build_wharf --example soak
+LOAD=$OUT/examples/soak
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
