@@ -22,12 +22,13 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
 
+use crate::config::{Heartbeat, Limits};
 use crate::conn::{Conn, OpenRequest};
+use crate::error_handler::ErrorHandler;
 use crate::handler::{CatchUnwind, CloseEvent, Initiator};
 use crate::outbox::Drained;
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
-use crate::server::ServerShared;
 use crate::{CloseCode, HandlerError, Message};
 
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -64,10 +65,30 @@ enum End {
     Network,
 }
 
+/// What the driver takes from its server: the limits and heartbeat it enforces and the error
+/// handler it asks for close codes. Nothing else of the server (its router, listener, TLS or
+/// counters of open connections) reaches a running connection.
+pub(crate) struct DriverSettings {
+    pub(crate) limits: Limits,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) error_handler: Arc<dyn ErrorHandler>,
+}
+
+impl DriverSettings {
+    /// The decoder's limits; each fragment of a fragmented message counts as at least 64
+    /// bytes against `max_message_size` (the decoder's default `fragment_cost`).
+    pub(crate) fn decoder_config(&self) -> wharf_proto::DecoderConfig {
+        let mut config = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
+        config.max_message_size = self.limits.max_message_size;
+        config.max_frame_size = self.limits.max_frame_size;
+        config
+    }
+}
+
 pub(crate) struct Driver<S> {
     stream: S,
     conn: Conn,
-    shared: Arc<ServerShared>,
+    settings: Arc<DriverSettings>,
     handler: Arc<dyn crate::handler::DynHandler>,
     ping: PingPolicy,
     decoder: Decoder,
@@ -87,21 +108,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     pub(crate) fn new(
         stream: S,
         conn: Conn,
-        shared: Arc<ServerShared>,
+        settings: Arc<DriverSettings>,
         handler: Arc<dyn crate::handler::DynHandler>,
         ping: PingPolicy,
         deflate: Option<&wharf_proto::DeflateParams>,
     ) -> Self {
-        let mut decoder = Decoder::new(shared.decoder_config());
+        let mut decoder = Decoder::new(settings.decoder_config());
         if let Some(params) = deflate {
             // Compressed messages from the client are inflated, as the handshake agreed.
             decoder.enable_deflate(params);
         }
-        let rate = TokenBucket::from_limits(&shared.limits, Instant::now());
+        let rate = TokenBucket::from_limits(&settings.limits, Instant::now());
         Driver {
             stream,
             conn,
-            shared,
+            settings,
             handler,
             ping,
             decoder,
@@ -138,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Err(end) => end,
         };
         let event = self.finish(end).await;
-        self.shared.sender.closed(&self.conn);
+        self.conn.sender().closed(&self.conn);
         let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
         if let Err(panic) = closing {
             error!(conn = %self.conn.id(), panic, "on_close panicked");
@@ -184,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
                 IoEvent::Overflow => {
                     warn!(conn = %self.conn.id(), queued = self.conn.queued_bytes(), "slow consumer: outgoing queue full, closing");
-                    let code = CloseCode::new(self.shared.limits.slow_consumer_code);
+                    let code = CloseCode::new(self.settings.limits.slow_consumer_code);
                     return End::Close(code, "slow consumer".to_owned());
                 }
             }
@@ -255,7 +276,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 HandlerError::msg(panic)
             }
         };
-        let (code, reason) = self.shared.error_handler.handler_error(&self.conn, &error);
+        let (code, reason) = self
+            .settings
+            .error_handler
+            .handler_error(&self.conn, &error);
         Err(End::Close(code, reason))
     }
 
@@ -374,8 +398,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn next_deadline(&self) -> Instant {
-        let limits = &self.shared.limits;
-        let heartbeat = &self.shared.heartbeat;
+        let limits = &self.settings.limits;
+        let heartbeat = &self.settings.heartbeat;
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let idle = (!limits.idle_timeout.is_zero()).then(|| self.last_seen + limits.idle_timeout);
         let beat = (!heartbeat.interval.is_zero()).then(|| match self.ping_sent {
@@ -387,8 +411,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn on_timer(&mut self) -> Option<End> {
         let now = Instant::now();
-        let limits = &self.shared.limits;
-        let heartbeat = &self.shared.heartbeat;
+        let limits = &self.settings.limits;
+        let heartbeat = &self.settings.heartbeat;
         if !limits.idle_timeout.is_zero() && now >= self.last_seen + limits.idle_timeout {
             return Some(End::Close(CloseCode::GOING_AWAY, "idle timeout".into()));
         }
@@ -440,7 +464,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return close_event(CloseCode::ABNORMAL, String::new(), Initiator::Network);
             }
         };
-        let timeout = self.shared.limits.close_timeout;
+        let timeout = self.settings.limits.close_timeout;
         let closing = async {
             self.write_all().await?;
             if wait_for_client {

@@ -145,7 +145,7 @@ pub(crate) fn validate_upgrade(request: &Request<()>) -> Result<String, Rejectio
 }
 
 /// Headers wharf writes itself on a 101; a middleware's copies of them are not repeated.
-fn is_own_header(name: &HeaderName) -> bool {
+pub(crate) fn is_own_header(name: &HeaderName) -> bool {
     [
         header::UPGRADE,
         header::CONNECTION,

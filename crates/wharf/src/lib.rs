@@ -43,7 +43,8 @@
 //! - [`history`]: positions, history stores and recovery for rooms that keep their messages.
 //! - [`confirm`]: pushes that report what every receiving node did with them.
 //! - [`cluster`]: several nodes over a backplane (Redis, NATS) acting as one.
-//! - [`server`]: binding, accepting, the HTTP server, graceful shutdown.
+//! - [`server`]: binding, accepting, the HTTP server, graceful shutdown, and
+//!   [`WebSocketService`]: a server's routes mounted in an axum app (the second door).
 //! - the protocol engine (frames, handshake parsing, the connection driver) is private.
 
 pub mod close_code;
@@ -89,7 +90,7 @@ pub use middleware::{BoxError, HandshakeRequest, PeerAddr, RouteParams};
 pub use rejection::{HandshakeResponse, Rejection};
 pub use routing::{IntoRoute, PingPolicy, Route, Router};
 pub use sender::Sender;
-pub use server::{BoundServer, Server, ServerBuilder, shutdown_signal};
+pub use server::{BoundServer, Server, ServerBuilder, WebSocketService, shutdown_signal};
 
 /// Re-exported so applications name the same versions wharf uses.
 pub use {axum, bytes, http, tower};

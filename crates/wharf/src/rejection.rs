@@ -207,6 +207,9 @@ impl Rejection {
         let body = serde_json::json!({ "code": self.code, "error": self.error, "msg": self.msg });
         let mut response = Response::new(body.to_string());
         *response.status_mut() = self.status;
+        // The kind travels with the response as data, so the metrics read it from there
+        // (through any error handler that keeps the extensions) instead of from the body.
+        response.extensions_mut().insert(RefusalReason(self.error));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -216,6 +219,19 @@ impl Rejection {
             headers.append(name, value);
         }
         response
+    }
+}
+
+/// The `error` kind of the [`Rejection`] a response was built from, kept in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefusalReason(pub(crate) &'static str);
+
+/// Why a handshake was refused, for the metrics: the kind of the rejection the response was
+/// built from, else `status_<code>` (a response a middleware or error handler made itself).
+pub(crate) fn refusal_reason(response: &HandshakeResponse) -> std::borrow::Cow<'static, str> {
+    match response.extensions().get::<RefusalReason>() {
+        Some(RefusalReason(kind)) => std::borrow::Cow::Borrowed(kind),
+        None => std::borrow::Cow::Owned(format!("status_{}", response.status().as_u16())),
     }
 }
 

@@ -200,7 +200,7 @@ impl Router {
                 .rev()
                 .chain(self.layers.iter().rev())
                 .fold(endpoint.clone(), |inner, layer| layer(inner));
-            routes.push(CompiledRoute {
+            routes.push(Arc::new(CompiledRoute {
                 counters: counters(&path),
                 pattern: path.into(),
                 handler: route.handler,
@@ -208,7 +208,7 @@ impl Router {
                 origins: route.origins.into(),
                 ping: route.ping,
                 service,
-            });
+            }));
         }
         Ok(CompiledRouter { matcher, routes })
     }
@@ -249,13 +249,17 @@ impl CompiledRoute {
     }
 }
 
+/// A matched path's `(name, value)` parameters.
+pub(crate) type PathParams = Vec<(String, String)>;
+
 pub(crate) struct CompiledRouter {
     matcher: matchit::Router<usize>,
-    routes: Vec<CompiledRoute>,
+    /// Shared with the connections of each route (an accepted handshake holds its route).
+    routes: Vec<Arc<CompiledRoute>>,
 }
 
 impl CompiledRouter {
-    pub(crate) fn find(&self, path: &str) -> Option<(&CompiledRoute, Vec<(String, String)>)> {
+    pub(crate) fn find(&self, path: &str) -> Option<(&Arc<CompiledRoute>, PathParams)> {
         let matched = self.matcher.at(path).ok()?;
         let params = matched
             .params

@@ -1,6 +1,12 @@
 //! Servers: binding the configured listeners, accepting connections, the HTTP server, and
 //! graceful shutdown.
 //!
+//! A server's WebSocket routes have two doors, both feeding one handshake decision
+//! (`accept.rs`) and one connection runner (`run_connection`): the raw listener
+//! (`upgrade.rs`, the head read with httparse) and the tower service
+//! ([`WebSocketService`], `service.rs`, the head read by hyper), which an axum app mounts and
+//! an `http` server uses for WebSocket routes on its own port.
+//!
 //! ```no_run
 //! use wharf::{Config, Echo, Router, Server};
 //!
@@ -30,21 +36,25 @@ use tracing::{debug, info, warn};
 
 use crate::cluster::{Backplane, Cluster};
 use crate::compression::SendCompression;
-use crate::config::{Compression, Config, Heartbeat, Limits, ServerConfig, ServerKind};
+use crate::config::{Compression, Config, ServerConfig, ServerKind};
 use crate::conn::UserId;
 use crate::conn::{Conn, ConnShared};
-use crate::driver::{Driver, log_closed};
+use crate::driver::{Driver, DriverSettings, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
+mod accept;
 mod client_addr;
 mod http_server;
 mod peers;
 pub(crate) mod proxy_protocol;
+mod service;
 mod tls;
 mod upgrade;
+
+pub use service::WebSocketService;
 
 /// The entry point: build a [`ServerBuilder`] from a [`Config`].
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +136,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds WebSocket routes to the server called `name` (it must be a `websocket` server).
+    /// Adds WebSocket routes to the server called `name`: a `websocket` server (on its own
+    /// listener), an `http` server (on the same port as its HTTP routes) or a `mounted` one
+    /// (served by the application's HTTP server through [`BoundServer::service`]).
     pub fn websocket(mut self, name: &str, router: Router) -> Self {
         self.websocket.push((name.to_owned(), router));
         self
@@ -197,14 +209,52 @@ impl ServerBuilder {
         let tasks = Arc::new(TaskCounter::default());
         let started = Instant::now();
         for (name, _) in &self.websocket {
-            self.expect_kind(name, ServerKind::Websocket)?;
+            self.expect_kind(
+                name,
+                &[ServerKind::Websocket, ServerKind::Http, ServerKind::Mounted],
+            )?;
         }
         for (name, _) in &self.http {
-            self.expect_kind(name, ServerKind::Http)?;
+            self.expect_kind(name, &[ServerKind::Http])?;
         }
         let mut listeners = Vec::new();
+        let mut services = Vec::new();
         let servers = self.config.servers.clone();
         for server in &servers {
+            let carries_websocket = server.kind != ServerKind::Http
+                || !server.routes.is_empty()
+                || self.websocket.iter().any(|(name, _)| *name == server.name);
+            let shared = if carries_websocket {
+                let shared = Arc::new(ServerShared {
+                    tls: match (&server.tls, server.kind) {
+                        (Some(config), ServerKind::Websocket) => {
+                            Some(tls::acceptor(&server.name, config)?)
+                        }
+                        _ => None,
+                    },
+                    name: server.name.as_str().into(),
+                    settings: Arc::new(DriverSettings {
+                        limits: server.limits.clone(),
+                        heartbeat: server.heartbeat.clone(),
+                        error_handler: self.error_handler_for(&server.name),
+                    }),
+                    compression: server.compression.clone(),
+                    sender: self.sender.clone(),
+                    router: self.take_router(server)?,
+                    open: AtomicUsize::new(0),
+                    peers: Arc::default(),
+                    proxy: client_addr::ProxySettings::new(server),
+                    tasks: tasks.clone(),
+                    shutdown: shutdown_rx.clone(),
+                });
+                services.push((server.name.clone(), shared.clone()));
+                Some(shared)
+            } else {
+                None
+            };
+            if server.kind == ServerKind::Mounted {
+                continue;
+            }
             let addr = format!("{}:{}", server.host, server.port);
             let listener = TcpListener::bind(&addr)
                 .await
@@ -214,31 +264,8 @@ impl ServerBuilder {
                     source,
                 })?;
             let local = listener.local_addr()?;
-            let kind = match server.kind {
-                ServerKind::Websocket => {
-                    let router = self.take_router(server)?;
-                    let tls = match &server.tls {
-                        Some(config) => Some(tls::acceptor(&server.name, config)?),
-                        None => None,
-                    };
-                    let shared = ServerShared {
-                        tls,
-                        name: server.name.as_str().into(),
-                        limits: server.limits.clone(),
-                        heartbeat: server.heartbeat.clone(),
-                        compression: server.compression.clone(),
-                        error_handler: self.error_handler_for(&server.name),
-                        sender: self.sender.clone(),
-                        router,
-                        open: AtomicUsize::new(0),
-                        peers: Arc::default(),
-                        proxy: client_addr::ProxySettings::new(server),
-                        tasks: tasks.clone(),
-                        shutdown: shutdown_rx.clone(),
-                    };
-                    Listener::Websocket(Arc::new(shared))
-                }
-                ServerKind::Http => {
+            let kind = match (server.kind, shared) {
+                (ServerKind::Http, websocket) => {
                     let routes = self.take_http(&server.name);
                     let sender = self.sender.clone();
                     let tls = match &server.tls {
@@ -248,13 +275,17 @@ impl ServerBuilder {
                         )),
                         None => None,
                     };
-                    Listener::Http(http_server::router(routes, sender, started), tls)
+                    let websocket = websocket.map(WebSocketService::new);
+                    Listener::Http(http_server::router(routes, websocket, sender, started), tls)
                 }
+                (_, Some(shared)) => Listener::Websocket(shared),
+                (_, None) => unreachable!("every websocket server has its shared state"),
             };
             listeners.push((server.name.clone(), local, listener, kind));
         }
         Ok(BoundServer {
             listeners,
+            services,
             drain_timeout: self.config.drain_timeout,
             sender: self.sender,
             shutdown_tx,
@@ -262,11 +293,12 @@ impl ServerBuilder {
         })
     }
 
-    fn expect_kind(&self, name: &str, kind: ServerKind) -> Result<(), Error> {
+    fn expect_kind(&self, name: &str, kinds: &[ServerKind]) -> Result<(), Error> {
         match self.config.server(name) {
-            Some(server) if server.kind == kind => Ok(()),
-            Some(_) => Err(Error::Setup(format!(
-                "server `{name}` is not a {kind:?} server"
+            Some(server) if kinds.contains(&server.kind) => Ok(()),
+            Some(server) => Err(Error::Setup(format!(
+                "server `{name}` is a {:?} server, which cannot carry these routes",
+                server.kind
             ))),
             None => Err(Error::Setup(format!(
                 "no server called `{name}` in the config"
@@ -304,7 +336,7 @@ impl ServerBuilder {
         }
         let metrics = self.sender.clone();
         router
-            .compile(upgrade::accept_service(), |pattern| {
+            .compile(accept::accept_service(), |pattern| {
                 metrics.counters().route(&server.name, pattern)
             })
             .map_err(|e| Error::Setup(format!("server `{}`: {e}", server.name)))
@@ -328,6 +360,8 @@ enum Listener {
 /// Servers bound to their ports, ready to [`serve`](BoundServer::serve).
 pub struct BoundServer {
     listeners: Vec<(String, SocketAddr, TcpListener, Listener)>,
+    /// The state of every server that carries WebSocket routes, for [`BoundServer::service`].
+    services: Vec<(String, Arc<ServerShared>)>,
     drain_timeout: Duration,
     sender: Sender,
     shutdown_tx: watch::Sender<bool>,
@@ -348,6 +382,39 @@ impl BoundServer {
         self.sender.clone()
     }
 
+    /// The WebSocket routes of the server called `name` as a tower service, to mount in an
+    /// application's own HTTP server (see [`WebSocketService`]). Its connections share
+    /// everything with the server's other connections: the registry, the [`Sender`], the
+    /// limits (`max_connections` counts both doors), the metrics, and the shutdown of
+    /// [`serve`](BoundServer::serve), which must be running for them to drain. A `mounted`
+    /// server has no listener of its own; a `websocket` or `http` one keeps its port too.
+    ///
+    /// Fails when no server of that name carries WebSocket routes.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), wharf::Error> {
+    /// use wharf::{Config, Echo, Router, Server, ServerConfig};
+    /// let wharf = Server::builder(Config::empty().with_server(ServerConfig::mounted("ws")))
+    ///     .websocket("ws", Router::new().route("/echo", Echo))
+    ///     .bind()
+    ///     .await?;
+    /// let app: axum::Router = axum::Router::new().route_service("/echo", wharf.service("ws")?);
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn service(&self, name: &str) -> Result<WebSocketService, Error> {
+        self.services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, shared)| WebSocketService::new(shared.clone()))
+            .ok_or_else(|| {
+                Error::Setup(format!(
+                    "no server called `{name}` carries WebSocket routes"
+                ))
+            })
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, closes every connection with
     /// 1001, runs every `on_close`, and returns once all are done or the drain timeout passed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
@@ -358,6 +425,11 @@ impl BoundServer {
             let task = match kind {
                 Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
                 Listener::Http(router, None) => {
+                    // No Nagle delay: the WebSocket connections this port may carry write
+                    // small frames.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     tokio::spawn(http_server::serve(listener, router, stop))
                 }
                 Listener::Http(router, Some((acceptor, timeout))) => {
@@ -397,11 +469,10 @@ pub(crate) struct ServerShared {
     /// The TLS acceptor when the server serves `wss`.
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) name: Arc<str>,
-    pub(crate) limits: Limits,
-    pub(crate) heartbeat: Heartbeat,
+    /// Limits, heartbeat and error handler: all a running connection's driver sees.
+    pub(crate) settings: Arc<DriverSettings>,
     /// permessage-deflate, negotiated at each handshake when enabled.
     pub(crate) compression: Compression,
-    pub(crate) error_handler: Arc<dyn ErrorHandler>,
     pub(crate) sender: Sender,
     pub(crate) router: CompiledRouter,
     /// Open connections of this server (for `max_connections`).
@@ -412,17 +483,6 @@ pub(crate) struct ServerShared {
     pub(crate) proxy: client_addr::ProxySettings,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
-}
-
-impl ServerShared {
-    /// The decoder's limits; each fragment of a fragmented message counts as at least 64
-    /// bytes against `max_message_size` (the decoder's default `fragment_cost`).
-    pub(crate) fn decoder_config(&self) -> wharf_proto::DecoderConfig {
-        let mut config = wharf_proto::DecoderConfig::new(wharf_proto::Role::Server);
-        config.max_message_size = self.limits.max_message_size;
-        config.max_frame_size = self.limits.max_frame_size;
-        config
-    }
 }
 
 async fn accept_loop(
@@ -475,7 +535,7 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, tcp
         Some(
             shared
                 .peers
-                .admit(&shared.name, peer, &shared.limits, trusted),
+                .admit(&shared.name, peer, &shared.settings.limits, trusted),
         )
     };
     match &shared.tls {
@@ -496,7 +556,7 @@ async fn serve_tls(
     peer: SocketAddr,
     admission: Option<peers::Admission>,
 ) {
-    let timeout = shared.limits.handshake_timeout;
+    let timeout = shared.settings.limits.handshake_timeout;
     match tls::handshake(&acceptor, stream, peer, timeout).await {
         Some(tls) => serve_connection(shared, tls, peer, admission).await,
         None => shared.sender.counters().rejected("tls_handshake"),
@@ -512,25 +572,45 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     admission: Option<peers::Admission>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync,
 {
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
     let handshake = upgrade::handshake(&shared, &mut stream, peer, admission);
-    let Some(accepted) = Box::pin(handshake).await else {
+    let Some((accepted, leftover)) = Box::pin(handshake).await else {
         return;
     };
-    let upgrade::Accepted {
+    run_connection(shared, stream, accepted, leftover).await;
+}
+
+/// Runs an accepted connection, from either door, to its end: registers it (at once), then
+/// the returned future drives it and counts its close. `leftover`: bytes the client sent
+/// after its request head.
+///
+/// Not an `async fn`: its arguments would then stay in the future for the connection's
+/// whole life beside the values taken out of them (an `Accepted` is hundreds of bytes,
+/// which every idle connection would pay); the future captures only what the driver needs.
+fn run_connection<S>(
+    shared: Arc<ServerShared>,
+    stream: S,
+    accepted: accept::Accepted,
+    leftover: Vec<u8>,
+) -> impl Future<Output = ()> + Send
+where
+    // Sync too: the driver holds `&self` across its awaits.
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync,
+{
+    let accept::Accepted {
         route,
         request,
         data,
         params,
         protocol,
         deflate,
-        leftover,
         slot,
         peer,
         admission,
+        ..
     } = accepted;
     let send_compression = deflate
         .as_ref()
@@ -552,7 +632,7 @@ async fn serve_connection<S>(
         data,
         user,
         rooms: std::sync::Mutex::new(Some(Vec::new())),
-        outbox: crate::outbox::Outbox::new(shared.limits.max_queue_size, send_compression),
+        outbox: crate::outbox::Outbox::new(shared.settings.limits.max_queue_size, send_compression),
         sender: shared.sender.clone(),
         counters: route.counters.clone(),
     }));
@@ -561,19 +641,21 @@ async fn serve_connection<S>(
     let driver = Driver::new(
         stream,
         conn.clone(),
-        shared.clone(),
+        shared.settings.clone(),
         route.handler.clone(),
         route.ping,
         deflate.as_ref(),
     );
-    let event = driver.run(leftover, request, shared.shutdown.clone()).await;
-    log_closed(&conn, &event);
-    shared
-        .sender
-        .counters()
-        .closed(event.code.as_u16(), event.initiator);
-    drop(slot);
-    drop(admission);
+    async move {
+        let event = driver.run(leftover, request, shared.shutdown.clone()).await;
+        log_closed(&conn, &event);
+        shared
+            .sender
+            .counters()
+            .closed(event.code.as_u16(), event.initiator);
+        drop(slot);
+        drop(admission);
+    }
 }
 
 /// Counts connection tasks so shutdown can wait for all of them.

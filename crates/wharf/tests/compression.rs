@@ -9,6 +9,15 @@ use common::*;
 use wharf::{Compression, Echo, Router, Scope, ServerConfig};
 use wharf_proto::{DeflateParams, Deflater, Inflater, OpCode, encode_compressed_frame};
 
+both_doors! {
+    the_101_carries_the_agreed_parameters,
+    compressed_echo_both_ways,
+    context_takeover_when_configured,
+    fanout_reaches_compressing_and_plain_members,
+    a_compression_bomb_is_closed_with_1009_and_harms_no_one,
+    bad_deflate_data_is_1007_and_rsv1_without_the_extension_is_1002,
+}
+
 /// What Chromium and Firefox offer.
 const BROWSER_OFFER: &str =
     "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
@@ -54,7 +63,6 @@ async fn read_message(ws: &mut RawWs, inflater: &mut Inflater) -> (bool, Vec<u8>
     }
 }
 
-#[tokio::test]
 async fn the_101_carries_the_agreed_parameters() {
     let server = start_ws_with(
         compressing(Compression::on()),
@@ -80,7 +88,6 @@ async fn the_101_carries_the_agreed_parameters() {
     assert_eq!(params, None);
 }
 
-#[tokio::test]
 async fn compressed_echo_both_ways() {
     let server = start_ws_with(
         compressing(Compression::on()),
@@ -134,7 +141,6 @@ async fn compressed_echo_both_ways() {
     assert_eq!(ws.read_close_no_reply().await.0, 1000);
 }
 
-#[tokio::test]
 async fn context_takeover_when_configured() {
     let mut compression = Compression::on();
     compression.server_no_context_takeover = false;
@@ -169,7 +175,6 @@ async fn context_takeover_when_configured() {
     );
 }
 
-#[tokio::test]
 async fn fanout_reaches_compressing_and_plain_members() {
     let server = start_ws_with(
         compressing(Compression::on()),
@@ -214,7 +219,6 @@ async fn fanout_reaches_compressing_and_plain_members() {
     assert!(sizes[1] * 2 < sizes[0], "{sizes:?}");
 }
 
-#[tokio::test]
 async fn a_compression_bomb_is_closed_with_1009_and_harms_no_one() {
     let mut config = compressing(Compression::on());
     config.limits.max_message_size = 1 << 20;
@@ -253,7 +257,6 @@ async fn a_compression_bomb_is_closed_with_1009_and_harms_no_one() {
     assert_eq!(bystander.read_frame().await.payload, b"still here");
 }
 
-#[tokio::test]
 async fn bad_deflate_data_is_1007_and_rsv1_without_the_extension_is_1002() {
     let server = start_ws_with(
         compressing(Compression::on()),

@@ -9,6 +9,14 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf::{Config, Conn, Handler, HandlerError, Message, Server};
 use wharf_proto::OpCode;
 
+both_doors! {
+    config_mounted_echo_and_named_handler,
+    pipelined_messages_echo_in_order,
+    pipelined_raw_frames_in_one_write,
+    frame_in_the_same_packet_as_the_handshake_is_echoed,
+    close_after_echo_is_clean,
+}
+
 async fn server() -> Running {
     let config = Config::from_toml_str(
         r#"
@@ -35,7 +43,6 @@ impl Handler for Shout {
     }
 }
 
-#[tokio::test]
 async fn config_mounted_echo_and_named_handler() {
     let server = server().await;
     let mut ws = connect(server.addr(), "/echo").await;
@@ -56,7 +63,6 @@ async fn config_mounted_echo_and_named_handler() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn pipelined_messages_echo_in_order() {
     let server = server().await;
     let mut ws = connect(server.addr(), "/echo").await;
@@ -76,7 +82,6 @@ async fn pipelined_messages_echo_in_order() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn pipelined_raw_frames_in_one_write() {
     let server = server().await;
     let mut ws = RawWs::connect(server.addr(), "/echo").await;
@@ -101,7 +106,6 @@ async fn pipelined_raw_frames_in_one_write() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn frame_in_the_same_packet_as_the_handshake_is_echoed() {
     let server = server().await;
     let mut bytes = upgrade_request("/echo", "").into_bytes();
@@ -123,7 +127,6 @@ async fn frame_in_the_same_packet_as_the_handshake_is_echoed() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn close_after_echo_is_clean() {
     let server = server().await;
     let mut ws = connect(server.addr(), "/echo").await;

@@ -1,10 +1,20 @@
-//! The opening handshake over raw TCP: accepted variants, refusals and their statuses,
+//! The opening handshake over both doors (the raw listener and the service mounted in an
+//! axum app): accepted variants, refusals and their statuses,
 //! subprotocol choice, and the request-head limits.
 
 mod common;
 
 use common::*;
 use wharf::{Echo, Route, Router};
+
+both_doors! {
+    keep_alive_upgrade_and_mixed_case_are_accepted,
+    version_8_gets_426_with_supported_version,
+    bad_or_missing_key_gets_400,
+    post_with_upgrade_headers_gets_405,
+    http_1_0_upgrade_gets_400,
+    subprotocol_is_the_clients_first_that_the_route_speaks,
+}
 
 async fn echo_server() -> Running {
     start_ws(
@@ -15,7 +25,6 @@ async fn echo_server() -> Running {
     .await
 }
 
-#[tokio::test]
 async fn keep_alive_upgrade_and_mixed_case_are_accepted() {
     let server = echo_server().await;
     let request = format!(
@@ -37,7 +46,6 @@ async fn keep_alive_upgrade_and_mixed_case_are_accepted() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn version_8_gets_426_with_supported_version() {
     let server = echo_server().await;
     let request = format!(
@@ -51,7 +59,6 @@ async fn version_8_gets_426_with_supported_version() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn bad_or_missing_key_gets_400() {
     let server = echo_server().await;
     let base = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n";
@@ -73,7 +80,6 @@ async fn bad_or_missing_key_gets_400() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn post_with_upgrade_headers_gets_405() {
     let server = echo_server().await;
     let request = upgrade_request("/echo", "").replacen("GET", "POST", 1);
@@ -84,7 +90,6 @@ async fn post_with_upgrade_headers_gets_405() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn http_1_0_upgrade_gets_400() {
     let server = echo_server().await;
     let request = upgrade_request("/echo", "").replacen("HTTP/1.1", "HTTP/1.0", 1);
@@ -94,7 +99,6 @@ async fn http_1_0_upgrade_gets_400() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn subprotocol_is_the_clients_first_that_the_route_speaks() {
     let server = echo_server().await;
     let ws = RawWs::connect_with(

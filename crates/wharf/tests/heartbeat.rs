@@ -12,6 +12,13 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf::{Conn, Echo, Handler, HandlerError, Message, PingPolicy, Route, Router};
 use wharf_proto::OpCode;
 
+both_doors! {
+    pings_get_an_automatic_pong_with_the_same_payload,
+    deliver_policy_hands_pings_to_the_handler,
+    heartbeat_pings_an_idle_client_that_answers_and_stays,
+    heartbeat_closes_a_client_that_never_answers,
+}
+
 /// Reports every message it gets; answers pings with a pong and a text note.
 struct PingTaker(mpsc::UnboundedSender<Message>);
 
@@ -26,7 +33,6 @@ impl Handler for PingTaker {
     }
 }
 
-#[tokio::test]
 async fn pings_get_an_automatic_pong_with_the_same_payload() {
     let server = start_ws(Router::new().route("/echo", Echo)).await;
     let mut ws = connect(server.addr(), "/echo").await;
@@ -46,7 +52,6 @@ async fn pings_get_an_automatic_pong_with_the_same_payload() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn deliver_policy_hands_pings_to_the_handler() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let route = Route::new(PingTaker(tx)).ping_policy(PingPolicy::Deliver);
@@ -83,7 +88,6 @@ fn heartbeat_config(interval: Duration, timeout: Duration) -> wharf::ServerConfi
     config
 }
 
-#[tokio::test]
 async fn heartbeat_pings_an_idle_client_that_answers_and_stays() {
     // A pong timeout as long as the driver allows (it re-arms its timer for the next ping
     // only when the pong deadline passes, so a timeout over the interval would space the
@@ -122,7 +126,6 @@ async fn heartbeat_pings_an_idle_client_that_answers_and_stays() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn heartbeat_closes_a_client_that_never_answers() {
     let config = heartbeat_config(Duration::from_millis(200), Duration::from_millis(200));
     let server = start_ws_with(config, Router::new().route("/echo", Echo)).await;

@@ -10,13 +10,25 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use wharf::{CloseCode, Initiator, Router};
 use wharf_proto::OpCode;
 
+both_doors! {
+    on_open_runs_after_the_101_and_its_message_comes_first,
+    client_close_is_seen_with_code_and_reason,
+    client_close_without_code_is_1005,
+    server_close_via_conn_close,
+    unmasked_frame_is_a_protocol_error_1002,
+    tcp_drop_without_close_is_1006_network,
+    shutdown_closes_with_1001_and_runs_on_close,
+    handler_error_closes_1011_and_others_keep_working,
+    handler_panic_closes_1011_and_server_keeps_serving,
+    on_close_runs_exactly_once_for_every_opened_connection,
+}
+
 async fn server() -> (Running, Events) {
     let (recorder, events) = Recorder::new();
     let server = start_ws(Router::new().route("/rec", recorder)).await;
     (server, events)
 }
 
-#[tokio::test]
 async fn on_open_runs_after_the_101_and_its_message_comes_first() {
     let (server, mut events) = server().await;
     // The client pipelines a message right behind its handshake request.
@@ -41,7 +53,6 @@ async fn on_open_runs_after_the_101_and_its_message_comes_first() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn client_close_is_seen_with_code_and_reason() {
     let (server, mut events) = server().await;
     let mut ws = connect(server.addr(), "/rec").await;
@@ -67,7 +78,6 @@ async fn client_close_is_seen_with_code_and_reason() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn client_close_without_code_is_1005() {
     let (server, mut events) = server().await;
     let mut ws = RawWs::connect(server.addr(), "/rec").await;
@@ -82,7 +92,6 @@ async fn client_close_without_code_is_1005() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn server_close_via_conn_close() {
     let (server, mut events) = server().await;
     let mut ws = connect(server.addr(), "/rec").await;
@@ -100,7 +109,6 @@ async fn server_close_via_conn_close() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn unmasked_frame_is_a_protocol_error_1002() {
     let (server, mut events) = server().await;
     let mut ws = RawWs::connect(server.addr(), "/rec").await;
@@ -128,7 +136,6 @@ async fn unmasked_frame_is_a_protocol_error_1002() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn tcp_drop_without_close_is_1006_network() {
     let (server, mut events) = server().await;
     let mut ws = RawWs::connect(server.addr(), "/rec").await;
@@ -144,7 +151,6 @@ async fn tcp_drop_without_close_is_1006_network() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn shutdown_closes_with_1001_and_runs_on_close() {
     let (mut server, mut events) = server().await;
     let mut ws = connect(server.addr(), "/rec").await;
@@ -157,7 +163,6 @@ async fn shutdown_closes_with_1001_and_runs_on_close() {
     server.join().await.expect("serve Ok");
 }
 
-#[tokio::test]
 async fn handler_error_closes_1011_and_others_keep_working() {
     let (server, mut events) = server().await;
     let mut bad = connect(server.addr(), "/rec").await;
@@ -176,7 +181,6 @@ async fn handler_error_closes_1011_and_others_keep_working() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn handler_panic_closes_1011_and_server_keeps_serving() {
     let (server, mut events) = server().await;
     let mut bad = connect(server.addr(), "/rec").await;
@@ -201,7 +205,6 @@ async fn handler_panic_closes_1011_and_server_keeps_serving() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn on_close_runs_exactly_once_for_every_opened_connection() {
     let (server, mut events) = server().await;
     let mut ids = Vec::new();

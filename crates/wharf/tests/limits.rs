@@ -10,6 +10,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf::{Echo, Route, Router, SendError, ServerConfig};
 use wharf_proto::OpCode;
 
+both_doors! {
+    frame_over_max_frame_size_is_1009,
+    message_over_max_message_size_is_1009,
+    invalid_utf8_text_is_1007,
+    reserved_opcode_and_reserved_bits_are_1002,
+    idle_timeout_closes_1001,
+    third_connection_over_max_connections_gets_503,
+    slow_consumer_is_refused_and_sees_1008_when_it_reads(flavor = "multi_thread", worker_threads = 2),
+    slow_consumer_code_1013_is_what_the_client_reads(flavor = "multi_thread", worker_threads = 2),
+    slow_consumer_that_never_reads_is_closed(flavor = "multi_thread", worker_threads = 2),
+}
+
 fn router() -> Router {
     let (recorder, _events) = Recorder::new();
     Router::new()
@@ -25,7 +37,6 @@ fn small_limits() -> ServerConfig {
     config
 }
 
-#[tokio::test]
 async fn frame_over_max_frame_size_is_1009() {
     let server = start_ws_with(small_limits(), router()).await;
     let mut ws = RawWs::connect(server.addr(), "/echo").await;
@@ -41,7 +52,6 @@ async fn frame_over_max_frame_size_is_1009() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn message_over_max_message_size_is_1009() {
     let server = start_ws_with(small_limits(), router()).await;
     let mut ws = RawWs::connect(server.addr(), "/echo").await;
@@ -60,7 +70,6 @@ async fn message_over_max_message_size_is_1009() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn invalid_utf8_text_is_1007() {
     let server = start_ws(router()).await;
     let mut ws = RawWs::connect(server.addr(), "/echo").await;
@@ -76,7 +85,6 @@ async fn invalid_utf8_text_is_1007() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn reserved_opcode_and_reserved_bits_are_1002() {
     let server = start_ws(router()).await;
     for first_byte in [0x83u8, 0x8b, 0xc1] {
@@ -110,7 +118,6 @@ async fn handshake_timeout_drops_the_tcp_connection_without_a_response() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn idle_timeout_closes_1001() {
     let mut config = ws_server();
     let idle = Duration::from_millis(1000);
@@ -139,7 +146,6 @@ async fn idle_timeout_closes_1001() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn third_connection_over_max_connections_gets_503() {
     let mut config = ws_server();
     config.limits.max_connections = 2;
@@ -207,12 +213,10 @@ async fn push_until_refused(server: &Running, id: wharf::ConnId) -> (SendError, 
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_refused_and_sees_1008_when_it_reads() {
     slow_consumer_is_refused_and_sees_its_code(1008).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_code_1013_is_what_the_client_reads() {
     slow_consumer_is_refused_and_sees_its_code(1013).await;
 }
@@ -255,8 +259,6 @@ async fn slow_consumer_is_refused_and_sees_its_code(code: u16) {
     drop((slow, other));
     server.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn slow_consumer_that_never_reads_is_closed() {
     let server = start_ws_with(slow_consumer_config(Duration::from_millis(300)), router()).await;

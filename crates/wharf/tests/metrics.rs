@@ -13,6 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wharf::{Config, Echo, Router, Server};
 
+both_doors! {
+    counters_move_by_the_traffic,
+}
+
 /// Every sample line of a Prometheus text page: `name{labels}` → value.
 fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
@@ -24,7 +28,6 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-#[tokio::test]
 async fn counters_move_by_the_traffic() {
     let config = Config::empty()
         .with_server(ws_server())

@@ -12,6 +12,14 @@ use wharf::http::StatusCode;
 use wharf::{Echo, HandshakeRequest, Rejection, Route, Router, middleware};
 use wharf_proto::OpCode;
 
+both_doors! {
+    server_layers_run_before_route_layers_each_in_order_added,
+    a_rejecting_middleware_answers_before_the_upgrade,
+    tower_timeout_layer_turns_a_slow_middleware_into_500,
+    tower_concurrency_limit_layer_plugs_in,
+    server_layers_guard_config_mounted_routes_too,
+}
+
 fn record(
     log: &Log,
     name: &'static str,
@@ -29,7 +37,6 @@ fn record(
     })
 }
 
-#[tokio::test]
 async fn server_layers_run_before_route_layers_each_in_order_added() {
     let log: Log = Arc::new(Mutex::new(Vec::new()));
     let route = Route::new(Echo)
@@ -59,7 +66,6 @@ async fn server_layers_run_before_route_layers_each_in_order_added() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn a_rejecting_middleware_answers_before_the_upgrade() {
     let (recorder, mut events) = Recorder::new();
     let auth = middleware::from_fn(|req: HandshakeRequest| async move {
@@ -104,7 +110,6 @@ async fn a_rejecting_middleware_answers_before_the_upgrade() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
     let slow = middleware::from_fn(|req: HandshakeRequest| async move {
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -138,7 +143,6 @@ async fn tower_timeout_layer_turns_a_slow_middleware_into_500() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn tower_concurrency_limit_layer_plugs_in() {
     // A gate behind the limit holds each handshake until the test lets it through and counts
     // the handshakes that reached it.
@@ -190,7 +194,6 @@ async fn tower_concurrency_limit_layer_plugs_in() {
     server.shutdown().await;
 }
 
-#[tokio::test]
 async fn server_layers_guard_config_mounted_routes_too() {
     let guard = middleware::from_fn(|req: HandshakeRequest| async move {
         if req.headers().contains_key("x-pass") {

@@ -14,6 +14,16 @@ use wharf::{
     Scope, Sender, Server, UserId, middleware,
 };
 
+both_doors! {
+    room_messages_reach_every_other_member_once,
+    sender_push_room_counts_and_leaves_out_one_member,
+    leaving_and_closing_free_the_room,
+    the_sender_joins_and_leaves_by_id,
+    users_are_indexed_by_the_handshake_user_id,
+    broadcast_reaches_its_scope,
+    presence_events_tell_the_other_members,
+}
+
 /// Joins the room in its path on open; a text `leave` leaves it, any other text goes to the
 /// room's other members.
 struct Rooms;
@@ -100,7 +110,6 @@ async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     .await;
 }
 
-#[tokio::test]
 async fn room_messages_reach_every_other_member_once() {
     let server = server(false).await;
     let (mut a, _) = join(server.addr(), "lobby", None).await;
@@ -115,7 +124,6 @@ async fn room_messages_reach_every_other_member_once() {
     assert_silent(&mut b).await;
 }
 
-#[tokio::test]
 async fn sender_push_room_counts_and_leaves_out_one_member() {
     let server = server(false).await;
     let (mut a, a_id) = join(server.addr(), "r", None).await;
@@ -129,7 +137,6 @@ async fn sender_push_room_counts_and_leaves_out_one_member() {
     assert_eq!(server.sender.push_room("nobody-here", "x", None), 0);
 }
 
-#[tokio::test]
 async fn leaving_and_closing_free_the_room() {
     let server = server(false).await;
     let sender: &Sender = &server.sender;
@@ -150,7 +157,6 @@ async fn leaving_and_closing_free_the_room() {
     assert_eq!(sender.room_count("r").await.expect("count"), 0);
 }
 
-#[tokio::test]
 async fn the_sender_joins_and_leaves_by_id() {
     let server = server(false).await;
     let sender = &server.sender;
@@ -176,7 +182,6 @@ async fn the_sender_joins_and_leaves_by_id() {
     );
 }
 
-#[tokio::test]
 async fn users_are_indexed_by_the_handshake_user_id() {
     let server = server(false).await;
     let sender = &server.sender;
@@ -216,7 +221,6 @@ async fn users_are_indexed_by_the_handshake_user_id() {
     assert!(sender.user_online("bob").await.expect("presence"));
 }
 
-#[tokio::test]
 async fn broadcast_reaches_its_scope() {
     let server = server(false).await;
     let sender = &server.sender;
@@ -236,7 +240,6 @@ async fn broadcast_reaches_its_scope() {
     assert!(sender.cluster_stats().is_none());
 }
 
-#[tokio::test]
 async fn presence_events_tell_the_other_members() {
     let server = server(true).await;
     let (mut a, _) = join(server.addr(), "r", Some("alice")).await;

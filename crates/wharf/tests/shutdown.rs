@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use wharf::{CloseCode, Config, Initiator, Router, Server};
 
-#[tokio::test]
+both_doors! {
+    shutdown_closes_every_connection_with_1001_and_serve_returns,
+    drain_timeout_bounds_a_client_that_never_answers,
+    shutdown_with_no_connections_is_immediate,
+}
+
 async fn shutdown_closes_every_connection_with_1001_and_serve_returns() {
     let (recorder, mut events) = Recorder::new();
     let mut server = start_ws(Router::new().route("/rec", recorder)).await;
@@ -48,7 +53,6 @@ async fn shutdown_closes_every_connection_with_1001_and_serve_returns() {
     assert!(refused.is_err(), "still accepting after shutdown");
 }
 
-#[tokio::test]
 async fn drain_timeout_bounds_a_client_that_never_answers() {
     let (recorder, _events) = Recorder::new();
     let mut config = Config::empty().with_server(ws_server());
@@ -69,7 +73,6 @@ async fn drain_timeout_bounds_a_client_that_never_answers() {
     assert_eq!(ws.read_close_no_reply().await.0, 1001);
 }
 
-#[tokio::test]
 async fn shutdown_with_no_connections_is_immediate() {
     let server = start_ws(Router::new().route("/echo", wharf::Echo)).await;
     let started = Instant::now();

@@ -114,6 +114,11 @@ pub enum ServerKind {
     /// WebSocket: the routes registered for this server's name.
     #[serde(alias = "ws")]
     Websocket,
+    /// WebSocket routes without a listener of their own: the application's HTTP server
+    /// (such as an axum app) serves them through
+    /// [`BoundServer::service`](crate::BoundServer::service). `host`, `port` and `tls` do
+    /// not apply.
+    Mounted,
 }
 
 /// One listening server.
@@ -363,6 +368,17 @@ impl ServerConfig {
         }
     }
 
+    /// A `mounted` server: WebSocket routes with default limits and no listener of their
+    /// own, for [`BoundServer::service`](crate::BoundServer::service).
+    ///
+    /// ```
+    /// use wharf::{ServerConfig, ServerKind};
+    /// assert_eq!(ServerConfig::mounted("chat").kind, ServerKind::Mounted);
+    /// ```
+    pub fn mounted(name: impl Into<String>) -> ServerConfig {
+        ServerConfig::new(name, ServerKind::Mounted, 0)
+    }
+
     /// Sets permessage-deflate.
     ///
     /// ```
@@ -601,7 +617,10 @@ impl Config {
                     format!("two servers are called `{}`", server.name),
                 ));
             }
-            if server.port != 0 && !ports.insert((server.host.as_str(), server.port)) {
+            if server.kind != ServerKind::Mounted
+                && server.port != 0
+                && !ports.insert((server.host.as_str(), server.port))
+            {
                 return Err(key_err(
                     key("port"),
                     format!("port {} is used by two servers", server.port),
@@ -617,11 +636,19 @@ impl Config {
             if server.limits.max_frame_size == 0 || server.limits.max_message_size == 0 {
                 return Err(key_err(key("limits"), "sizes must be above 0".into()));
             }
-            if server.kind == ServerKind::Http && !server.routes.is_empty() {
-                return Err(key_err(
-                    key("route"),
-                    "config routes mount WebSocket handlers; this server is `http`".into(),
-                ));
+            if server.kind == ServerKind::Mounted {
+                if server.tls.is_some() {
+                    return Err(key_err(
+                        key("tls"),
+                        "a `mounted` server has no listener; TLS is the application's HTTP server's".into(),
+                    ));
+                }
+                if server.proxy_protocol {
+                    return Err(key_err(
+                        key("proxy_protocol"),
+                        "a `mounted` server has no listener to read the PROXY protocol on".into(),
+                    ));
+                }
             }
             if server.kind == ServerKind::Http {
                 if server.proxy_protocol {

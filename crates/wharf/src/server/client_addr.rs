@@ -137,7 +137,7 @@ pub(super) async fn from_proxy_protocol<S: AsyncRead + AsyncWrite + Unpin>(
         refuse(shared, stream, tcp_peer, Rejection::untrusted_proxy()).await;
         return None;
     }
-    let timeout = shared.limits.handshake_timeout;
+    let timeout = shared.settings.limits.handshake_timeout;
     match tokio::time::timeout(timeout, proxy_protocol::read_header(stream)).await {
         Ok(Ok(ProxyHeader::Proxied(client))) => Some(client),
         Ok(Ok(ProxyHeader::Local)) => Some(tcp_peer),
@@ -166,13 +166,10 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     tcp_peer: SocketAddr,
     rejection: Rejection,
 ) {
-    let response = shared.error_handler.rejection(rejection);
-    shared
-        .sender
-        .counters()
-        .rejected(&super::upgrade::reason(&response));
+    let refused = super::accept::Refused::new(shared, rejection, tcp_peer);
+    shared.sender.counters().rejected(&refused.reason);
     if shared.tls.is_none() {
-        super::upgrade::refuse(stream, response, tcp_peer, "").await;
+        super::upgrade::refuse(stream, refused.response, tcp_peer, "").await;
     }
 }
 

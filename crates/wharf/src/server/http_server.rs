@@ -1,5 +1,6 @@
 //! The `http` kind of server: the application's axum routes, `/health`, `/metrics`
-//! (Prometheus) and a JSON 404.
+//! (Prometheus), the server's WebSocket routes when it has any (on the same port), and a
+//! JSON 404.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -11,10 +12,19 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tracing::error;
 
+use super::WebSocketService;
 use crate::Sender;
 use crate::rejection::Rejection;
 
-pub(super) fn router(app: axum::Router, sender: Sender, started: Instant) -> axum::Router {
+/// The server's router. `websocket`: the server's WebSocket routes, which then answer every
+/// path the HTTP routes do not (an unknown path still gets the JSON 404, from the
+/// WebSocket server's error handler).
+pub(super) fn router(
+    app: axum::Router,
+    websocket: Option<WebSocketService>,
+    sender: Sender,
+    started: Instant,
+) -> axum::Router {
     let metrics_sender = sender.clone();
     let health = move || {
         let sender = sender.clone();
@@ -42,9 +52,13 @@ pub(super) fn router(app: axum::Router, sender: Sender, started: Instant) -> axu
             )
         }
     };
-    app.route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
+    let app = app
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
+    match websocket {
+        Some(websocket) => app.fallback_service(websocket),
+        None => app.fallback(not_found),
+    }
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {

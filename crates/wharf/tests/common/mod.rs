@@ -53,13 +53,68 @@ pub(crate) fn http_server() -> ServerConfig {
     ServerConfig::new("http", ServerKind::Http, 0).with_host("127.0.0.1")
 }
 
+/// The door a test reaches its `ws` server through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Door {
+    /// wharf's own listener.
+    Raw,
+    /// `BoundServer::service("ws")` as the fallback of an axum application on another port
+    /// (the server's own listener is bound too, and unused).
+    Mounted,
+}
+
+tokio::task_local! {
+    /// The door of the test running in this task (set by [`on_door`]).
+    static DOOR: Door;
+}
+
+/// The current test's door: [`Door::Raw`] unless the test runs under [`on_door`].
+pub(crate) fn door() -> Door {
+    DOOR.try_with(|door| *door).unwrap_or(Door::Raw)
+}
+
+/// Runs `test` with [`start`] serving the `ws` server through `door`.
+pub(crate) async fn on_door<F: Future>(door: Door, test: F) -> F::Output {
+    DOOR.scope(door, test).await
+}
+
+/// Runs each listed test of the file (an `async fn name()`) over both doors, as
+/// `raw::name` and `mounted::name`: the same test body, parametrised, not copied. A name may
+/// carry `#[tokio::test]` arguments in parentheses: `slow(flavor = "multi_thread")`.
+#[macro_export]
+macro_rules! both_doors {
+    ($($name:ident $(($($args:tt)*))?),* $(,)?) => {
+        mod raw {
+            $(
+                #[tokio::test($($($args)*)?)]
+                async fn $name() {
+                    $crate::common::on_door($crate::common::Door::Raw, super::$name()).await
+                }
+            )*
+        }
+        mod mounted {
+            $(
+                #[tokio::test($($($args)*)?)]
+                async fn $name() {
+                    $crate::common::on_door($crate::common::Door::Mounted, super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
 /// A running server: its addresses, its sender, and how to stop it.
 pub(crate) struct Running {
+    /// The `ws` server's address: its own listener, or the axum app it is mounted in.
     pub(crate) ws: Option<SocketAddr>,
+    /// The `ws` server's own listener, whatever the door.
+    pub(crate) raw: Option<SocketAddr>,
     pub(crate) http: Option<SocketAddr>,
     pub(crate) sender: Sender,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), wharf::Error>>>,
+    /// The axum app of the mounted door.
+    app: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -95,25 +150,59 @@ impl Drop for Running {
         if let Some(task) = &self.task {
             task.abort();
         }
+        if let Some(app) = &self.app {
+            app.abort();
+        }
     }
 }
 
-/// Binds `builder` and spawns `serve`, with a oneshot as the shutdown future.
+/// Binds `builder` and spawns `serve`, with a oneshot as the shutdown future. On the
+/// mounted [`door`], the `ws` server is reached through an axum app with an ordinary route
+/// of its own and the server's service as its fallback; the shutdown stops both.
 pub(crate) async fn start(builder: ServerBuilder) -> Running {
     let sender = builder.sender();
     let bound = within("bind", builder.bind()).await.expect("bind");
-    let ws = bound.local_addr("ws");
+    let mut ws = bound.local_addr("ws");
+    let raw = ws;
     let http = bound.local_addr("http");
     let (stop, stopped) = oneshot::channel::<()>();
+    let (stop_app, app_stopped) = oneshot::channel::<()>();
+    let mut app = None;
+    if door() == Door::Mounted && ws.is_some() {
+        let service = bound.service("ws").expect("the ws server as a service");
+        let router = wharf::axum::Router::new()
+            .route(
+                "/hello",
+                wharf::axum::routing::get(|| async { "hello from axum" }),
+            )
+            .fallback_service(service);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the axum app");
+        ws = Some(listener.local_addr().expect("local addr"));
+        let serve = wharf::axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = app_stopped.await;
+        });
+        app = Some(tokio::spawn(async move {
+            serve.await.expect("the axum app serves");
+        }));
+    }
     let task = tokio::spawn(bound.serve(async move {
         let _ = stopped.await;
+        let _ = stop_app.send(());
     }));
     Running {
         ws,
+        raw,
         http,
         sender,
         stop: Some(stop),
         task: Some(task),
+        app,
     }
 }
 
