@@ -49,29 +49,30 @@ impl AppParts {
             http: false,
             ws: false,
         };
-        for (setting, name, kind, on) in [
+        for (setting, name, kinds, on) in [
             (
                 "app.http_server",
                 &config.app.http_server,
-                ServerKind::Http,
+                &[ServerKind::Http][..],
                 &mut parts.http,
             ),
             (
+                // An `http` server too: the app's WebSocket routes then share its port.
                 "app.ws_server",
                 &config.app.ws_server,
-                ServerKind::Websocket,
+                &[ServerKind::Websocket, ServerKind::Http][..],
                 &mut parts.ws,
             ),
         ] {
             if let Some(server) = config.server.server(name) {
-                if server.kind != kind {
+                if !kinds.contains(&server.kind) {
                     return Err(format!(
                         "{setting}: the server `{name}` is not a {} server; set {setting} to \
                          the name of one, or change the server's kind",
-                        if kind == ServerKind::Http {
+                        if kinds.len() == 1 {
                             "`http`"
                         } else {
-                            "`websocket`"
+                            "`websocket` or `http`"
                         }
                     ));
                 }
@@ -205,7 +206,7 @@ pub async fn bind(
 fn known_routes(config: &AppConfig) -> Vec<KnownRoute> {
     let mut routes = Vec::new();
     for server in &config.server.servers {
-        if !matches!(server.kind, ServerKind::Websocket) {
+        if server.routes.is_empty() && server.name != config.app.ws_server {
             continue;
         }
         for route in &server.routes {

@@ -97,7 +97,9 @@ pub struct AppSection {
     /// Directory for `wharf.db` and `jwt.secret` (`WHARF_DATA_DIR` overrides it).
     /// Default: the working directory.
     pub data_dir: Option<PathBuf>,
-    /// The WebSocket server that carries `/wss/demo`. Default: `"ws"`.
+    /// The server that carries `/wss/demo` and the app's other WebSocket routes: a
+    /// `websocket` server, or the `http` server itself to serve everything on one port.
+    /// Default: `"ws"`.
     pub ws_server: String,
     /// The HTTP server that carries `/auth/login` and `/api/*`. Default: `"http"`.
     pub http_server: String,
