@@ -55,6 +55,7 @@ key = "{API_KEY}"
     let app = TestApp {
         ws: addr,
         http: addr,
+        addrs: [("web".to_owned(), addr)].into(),
         store,
         tokens,
         _dir: dir,
