@@ -237,6 +237,7 @@ impl ServerBuilder {
                         limits: server.limits.clone(),
                         heartbeat: server.heartbeat.clone(),
                         error_handler: self.error_handler_for(&server.name),
+                        drain: self.config.drain.clone(),
                     }),
                     compression: server.compression.clone(),
                     sender: self.sender.clone(),
@@ -415,8 +416,9 @@ impl BoundServer {
             })
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes every connection with
-    /// 1001, runs every `on_close`, and returns once all are done or the drain timeout passed.
+    /// Serves until `shutdown` completes, then stops accepting, closes every connection (with
+    /// 1001, or as `[drain]` says: spread over a window, with its code and reason), runs every
+    /// `on_close`, and returns once all are done or the drain timeout passed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let mut servers = Vec::new();
         for (name, addr, listener, kind) in self.listeners {
