@@ -64,7 +64,10 @@ fn main() -> ExitCode {
         restart_engine: true,
         settle: Duration::from_secs(30),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("recovery-check: no runtime: {e}");

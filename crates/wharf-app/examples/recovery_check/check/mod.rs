@@ -88,12 +88,16 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
         / options.rooms.max(1))
     .max(1000);
     let nodes: Vec<Arc<Mutex<Node>>> = (0..2)
-        .map(|_| Node::start(&options.wharf, &url, &prefix, history).map(|n| Arc::new(Mutex::new(n))))
+        .map(|_| {
+            Node::start(&options.wharf, &url, &prefix, history).map(|n| Arc::new(Mutex::new(n)))
+        })
         .collect::<Result<_, _>>()?;
     let ws: Vec<SocketAddr> = nodes.iter().map(|n| lock(n).ws).collect();
     let http: Vec<SocketAddr> = nodes.iter().map(|n| lock(n).http).collect();
     let proxies = Arc::new(vec![Proxy::start(ws[0]).await?, Proxy::start(ws[1]).await?]);
-    let rooms: Vec<String> = (0..options.rooms).map(|i| format!("check:room{i}")).collect();
+    let rooms: Vec<String> = (0..options.rooms)
+        .map(|i| format!("check:room{i}"))
+        .collect();
 
     // Subscribers: subscriber i is on node (i / rooms) % 2, so each room has some on both.
     let (stop_tx, stop) = watch::channel(false);
@@ -154,7 +158,10 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
             .count();
         if behind == 0 || Instant::now() >= deadline {
             if behind > 0 {
-                eprintln!("recovery-check: {behind} subscriptions still behind after {:?}", options.settle);
+                eprintln!(
+                    "recovery-check: {behind} subscriptions still behind after {:?}",
+                    options.settle
+                );
             }
             break;
         }
@@ -255,7 +262,10 @@ async fn faults(
             lock(&node).kill();
             tokio::time::sleep(Duration::from_secs(2)).await;
             let restarted = tokio::task::block_in_place(|| lock(&node).up());
-            eprintln!("recovery-check: node 2 restarted ({restarted:?}) at {:?}", start.elapsed());
+            eprintln!(
+                "recovery-check: node 2 restarted ({restarted:?}) at {:?}",
+                start.elapsed()
+            );
         }
         if options.restart_engine && restarts == 0 && now >= engine_at {
             restarts += 1;
@@ -263,7 +273,10 @@ async fn faults(
             tokio::task::block_in_place(|| lock(engine).down());
             tokio::time::sleep(Duration::from_secs(1)).await;
             let up = tokio::task::block_in_place(|| lock(engine).up());
-            eprintln!("recovery-check: engine up ({up:?}) at {:?}", start.elapsed());
+            eprintln!(
+                "recovery-check: engine up ({up:?}) at {:?}",
+                start.elapsed()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -294,7 +307,8 @@ async fn admin_close(api: &mut Api, pick: u64) -> bool {
         return false;
     };
     matches!(
-        api.request("DELETE", &format!("/api/connections/{id}"), "").await,
+        api.request("DELETE", &format!("/api/connections/{id}"), "")
+            .await,
         Ok((200, _))
     )
 }
@@ -314,5 +328,7 @@ fn nanos() -> u64 {
 
 /// The check's locks guard plain data for a moment; a poisoned one is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -14,7 +14,9 @@ pub const API_KEY: &str = "recovery-check-api-key-0123456789";
 
 /// A port nothing listens on now.
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Which backplane and history store.
@@ -98,7 +100,10 @@ impl Engine {
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(std::io::Error::other(format!("{:?} did not start", self.kind)));
+                return Err(std::io::Error::other(format!(
+                    "{:?} did not start",
+                    self.kind
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -228,7 +233,9 @@ impl Node {
                 Ok(_) => {}
                 Err(_) => {
                     self.kill();
-                    return Err(std::io::Error::other("wharf serve did not listen within 20 s"));
+                    return Err(std::io::Error::other(
+                        "wharf serve did not listen within 20 s",
+                    ));
                 }
             }
         }

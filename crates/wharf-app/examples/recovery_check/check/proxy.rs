@@ -48,7 +48,10 @@ impl Proxy {
     /// none is open.
     pub fn reset(&self, pick: u64) -> bool {
         let mut pairs = lock(&self.pairs);
-        let Some(&id) = pairs.keys().nth((pick % pairs.len().max(1) as u64) as usize) else {
+        let Some(&id) = pairs
+            .keys()
+            .nth((pick % pairs.len().max(1) as u64) as usize)
+        else {
             return false;
         };
         if let Some(task) = pairs.remove(&id) {
@@ -82,5 +85,7 @@ async fn forward(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result
 /// The table is only touched for a moment (insert, remove, pick); a poisoned lock only
 /// means a panicking task, whose entry is harmless.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

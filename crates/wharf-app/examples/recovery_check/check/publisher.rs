@@ -51,7 +51,11 @@ pub async fn run(
                 let mut result = None;
                 for api in apis.iter_mut().take(2) {
                     if let Some(position) = publish(api, &body).await {
-                        result = Some(Acked { room: room.clone(), position, seq });
+                        result = Some(Acked {
+                            room: room.clone(),
+                            position,
+                            seq,
+                        });
                         break;
                     }
                 }

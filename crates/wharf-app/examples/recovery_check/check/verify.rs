@@ -100,10 +100,9 @@ pub fn verify(subscribers: usize, acked: &[Acked], records: &[Record]) -> Report
         let losses: Vec<&Notice> = record.notices.iter().filter(|n| n.is_loss()).collect();
         report.unrecoverable += losses.len();
         for a in by_room.get(record.room.as_str()).into_iter().flatten() {
-            let after_start = record
-                .subscribed_at
-                .as_ref()
-                .is_none_or(|start| start.epoch() != a.position.epoch() || start.is_before(&a.position));
+            let after_start = record.subscribed_at.as_ref().is_none_or(|start| {
+                start.epoch() != a.position.epoch() || start.is_before(&a.position)
+            });
             // Received at its position with its own text; another text there is a loss.
             if !after_start || seen_positions.get(&a.position) == Some(&a.seq) {
                 continue;
@@ -139,7 +138,11 @@ mod tests {
 
     fn acked(n: u64) -> Vec<Acked> {
         (1..=n)
-            .map(|i| Acked { room: "r".into(), position: p(i), seq: 100 + i })
+            .map(|i| Acked {
+                room: "r".into(),
+                position: p(i),
+                seq: 100 + i,
+            })
             .collect()
     }
 
@@ -156,7 +159,10 @@ mod tests {
     fn counts_each_fault() {
         let good = verify(1, &acked(4), &[record(&[1, 2, 3, 4])]);
         assert!(good.passed(), "{good}");
-        assert_eq!(good.to_string(), "recovery: 1 subscribers, 4 publications, 0 lost, 0 duplicated, 0 out of order, 0 unrecoverable");
+        assert_eq!(
+            good.to_string(),
+            "recovery: 1 subscribers, 4 publications, 0 lost, 0 duplicated, 0 out of order, 0 unrecoverable"
+        );
         let bad = verify(1, &acked(4), &[record(&[1, 3, 2, 2])]);
         assert_eq!((bad.lost, bad.duplicated, bad.out_of_order), (1, 1, 1));
         assert!(!bad.passed());
@@ -169,7 +175,10 @@ mod tests {
     #[test]
     fn a_loss_notice_excuses_its_range_only() {
         let mut r = record(&[1, 4]);
-        r.notices.push(Notice::Unrecovered { since: p(1), position: p(3) });
+        r.notices.push(Notice::Unrecovered {
+            since: p(1),
+            position: p(3),
+        });
         let report = verify(1, &acked(5), &[r]);
         assert_eq!((report.lost, report.unrecoverable), (1, 1), "{report}");
     }
