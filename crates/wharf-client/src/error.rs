@@ -98,6 +98,24 @@ impl ClientError {
         }
     }
 
+    /// Whether a rooms command failed for a passing reason, so the same command may
+    /// succeed later, after a pause: a 503 (`unavailable`: the history store cannot be
+    /// reached) or `rate_limited`.
+    ///
+    /// ```
+    /// use wharf_client::ClientError;
+    ///
+    /// let e = ClientError::Command { code: 503, error: "unavailable".into(), msg: String::new() };
+    /// assert!(e.is_retryable());
+    /// assert!(!ClientError::Closed.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Command { code, error, .. } => *code == 503 || error == "rate_limited",
+            _ => false,
+        }
+    }
+
     /// A copy of this error, for when one failure ends several waiters (an I/O error keeps
     /// its kind and message, not its source).
     pub(crate) fn replicate(&self) -> ClientError {
