@@ -250,8 +250,10 @@ async fn faults(
             if admin_close(&mut api, xorshift(&mut random)).await {
                 closes += 1;
             }
-            let proxy = &proxies[(xorshift(&mut random) % 2) as usize];
-            if proxy.reset(xorshift(&mut random)) {
+            // A random proxy, or the other one when it carries nothing (its node is down).
+            let first = (xorshift(&mut random) % 2) as usize;
+            let pick = xorshift(&mut random);
+            if proxies[first].reset(pick) || proxies[1 - first].reset(pick) {
                 resets += 1;
             }
         }
