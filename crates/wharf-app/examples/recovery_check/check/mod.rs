@@ -162,6 +162,23 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
                     "recovery-check: {behind} subscriptions still behind after {:?}",
                     options.settle
                 );
+                for (i, (room, last)) in progress.iter().enumerate() {
+                    let last = lock(last).clone();
+                    let Some(top) = tops.get(room.as_str()) else {
+                        continue;
+                    };
+                    if last
+                        .as_ref()
+                        .is_none_or(|l| l.epoch() == top.epoch() && l.is_before(top))
+                    {
+                        eprintln!(
+                            "recovery-check:   subscription {i} to {room}: at {last:?}, top {top}"
+                        );
+                        if i == first_behind(&progress, &tops) {
+                            probe(&ws, room, last).await;
+                        }
+                    }
+                }
             }
             break;
         }
@@ -188,6 +205,72 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
         reconnects,
         node_warnings,
     })
+}
+
+/// The index of the first subscription behind its room's top.
+fn first_behind(
+    progress: &[(String, Arc<Mutex<Option<Position>>>)],
+    tops: &std::collections::HashMap<&str, &Position>,
+) -> usize {
+    progress
+        .iter()
+        .position(|(room, last)| {
+            let last = lock(last).clone();
+            tops.get(room.as_str()).is_some_and(|top| {
+                last.is_none_or(|l| l.epoch() == top.epoch() && l.is_before(top))
+            })
+        })
+        .unwrap_or(usize::MAX)
+}
+
+/// For a run that failed: what a fresh session gets on each node when it subscribes to
+/// `room` from `since` (tells a node that no longer receives the room from one that does
+/// not recover).
+async fn probe(ws: &[SocketAddr], room: &str, since: Option<Position>) {
+    for (n, addr) in ws.iter().enumerate() {
+        let url = format!("ws://{addr}/wss/rooms");
+        let Ok(session) = Rooms::connect(&url, RoomsConfig::default()).await else {
+            eprintln!("recovery-check:     probe node {}: no connection", n + 1);
+            continue;
+        };
+        let subscribed = tokio::time::timeout(
+            Duration::from_secs(5),
+            session.subscribe_since(room, since.clone()),
+        )
+        .await;
+        let mut sub = match subscribed {
+            Ok(Ok(sub)) => sub,
+            Ok(Err(e)) => {
+                eprintln!(
+                    "recovery-check:     probe node {}: subscribe failed: {e}",
+                    n + 1
+                );
+                continue;
+            }
+            Err(_) => {
+                eprintln!(
+                    "recovery-check:     probe node {}: no subscribe reply in 5 s",
+                    n + 1
+                );
+                continue;
+            }
+        };
+        let mut got = Vec::new();
+        while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(2), sub.recv()).await {
+            got.push(match event {
+                RoomEvent::Publication(p) => p.position.to_string(),
+                other => format!("{other:?}"),
+            });
+        }
+        let shown: Vec<&String> = got.iter().take(3).collect();
+        eprintln!(
+            "recovery-check:     probe node {}: subscribed at {}, {} events after since {since:?} (first {shown:?})",
+            n + 1,
+            sub.subscribed_at(),
+            got.len()
+        );
+        session.close().await;
+    }
 }
 
 /// One subscription's events until `stop`.
