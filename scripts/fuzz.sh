@@ -26,7 +26,7 @@ case "$secs" in
 '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2 && exit 2 ;;
 esac
 work="${WHARF_FUZZ_DIR:-${TMPDIR:-/tmp}/wharf-fuzz}"
-targets=(frame_decoder handshake_parser token_parser config_loader proxy_header)
+targets=(frame_decoder handshake_parser token_parser config_loader proxy_header rooms_command)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"

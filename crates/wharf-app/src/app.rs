@@ -1,7 +1,8 @@
 //! Builds the application's servers: the core servers from config, plus `/wss/demo` and
 //! the room chat `/wss/rooms/{room}` behind the handshake auth and the dashboard's feed
 //! `/wss/admin/feed` behind the admin credentials on the ws server, the HTTP API and the
-//! browser pages (`/`, `/dashboard`) on the http server, and the cluster backplane (and,
+//! browser pages (`/`, `/dashboard`) on the http server, the rooms protocol `/wss/rooms`
+//! (and wherever a config mounts `handler = "rooms"`), and the cluster backplane (and,
 //! with `[rooms.history]`, the engine's history store) when `cluster.backplane` is set; one
 //! node keeps history in memory.
 //!
@@ -22,13 +23,18 @@ use crate::chat::{CHAT_PATH, Chat};
 use crate::config::AppConfig;
 use crate::demo::{DEMO_PATH, Demo};
 use crate::feed::{AdminGuard, FEED_PATH, Feed, KnownRoute};
+use crate::rooms::{ROOMS_PATH, Rooms};
 use crate::tokens::Tokens;
 use crate::users::UserStore;
 use crate::web::{self, WebState};
 
 /// The named handlers a config file may mount with `wharf serve` (`route = [{ path,
-/// handler }]`).
-pub const HANDLERS: [&str; 1] = ["echo"];
+/// handler }]`): the core's `echo`, and the rooms protocol `rooms` (behind the auth guard;
+/// its paths are allowed by the guard without being listed in `auth.routes`).
+pub const HANDLERS: [&str; 2] = ["echo", ROOMS_HANDLER];
+
+/// The name a config file mounts the rooms protocol by (`handler = "rooms"`).
+pub const ROOMS_HANDLER: &str = "rooms";
 
 /// Which halves of the application the config has a server for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +109,19 @@ impl AppParts {
                 }
             }
         }
+        let mounts_rooms = config
+            .server
+            .servers
+            .iter()
+            .any(|server| (server.routes.iter()).any(|route| route.handler == ROOMS_HANDLER));
+        if mounts_rooms && config.auth.enabled && !(parts.http || parts.ws) {
+            return Err(format!(
+                "handler `{ROOMS_HANDLER}` checks tokens, and this config has no app server to \
+                 keep them: add the `{}` websocket server (app.ws_server), or set \
+                 auth.enabled = false",
+                config.app.ws_server
+            ));
+        }
         Ok(parts)
     }
 
@@ -112,10 +131,48 @@ impl AppParts {
     }
 }
 
-/// The core servers from the config with the cluster backplane, before the app's routes.
-fn core_builder(config: &AppConfig) -> Result<ServerBuilder, wharf::Error> {
-    let mut builder =
-        Server::builder(config.server.clone()).history_envelope(crate::api::history::envelope);
+/// A route of the config file that mounts the rooms protocol.
+struct RoomsMount {
+    server: String,
+    path: String,
+    origins: Vec<String>,
+}
+
+/// The core's config without the config file's `rooms` routes, which the core cannot mount
+/// by name (they need the protocol's session layer and the auth guard), and those routes.
+fn take_rooms_mounts(config: &wharf::Config) -> (wharf::Config, Vec<RoomsMount>) {
+    let mut core = config.clone();
+    let mut mounts = Vec::new();
+    for server in &mut core.servers {
+        server.routes.retain(|route| {
+            if route.handler != ROOMS_HANDLER {
+                return true;
+            }
+            mounts.push(RoomsMount {
+                server: server.name.clone(),
+                path: route.path.clone(),
+                origins: route.origins.clone(),
+            });
+            false
+        });
+    }
+    (core, mounts)
+}
+
+/// The core servers from the config with the cluster backplane and the config file's `rooms`
+/// routes (behind `guard`, when given), before the app's routes.
+fn core_builder(config: &AppConfig, guard: Option<&Guard>) -> Result<ServerBuilder, wharf::Error> {
+    let (core, mounts) = take_rooms_mounts(&config.server);
+    let mut builder = Server::builder(core).history_envelope(crate::api::history::envelope);
+    for mount in mounts {
+        let mut route = Rooms::new(config.rooms_protocol.clone())
+            .route()
+            .origins(mount.origins);
+        if let Some(guard) = guard {
+            route = route.layer(auth::layer(guard.allowing(&mount.path)));
+        }
+        builder = builder.websocket(&mount.server, Router::new().route(&mount.path, route));
+    }
     if config.server.cluster.backplane.is_some() {
         let backplane = wharf_cluster::connect(&config.server.cluster)
             .map_err(|e| wharf::Error::Backplane(format!("cluster.backplane: {e}")))?;
@@ -134,7 +191,8 @@ fn core_builder(config: &AppConfig) -> Result<ServerBuilder, wharf::Error> {
 /// store, no keys): what `wharf serve` runs when the config has neither the app's http nor
 /// its ws server.
 pub async fn bind_core(config: &AppConfig) -> Result<BoundServer, wharf::Error> {
-    core_builder(config)?.bind().await
+    // `AppParts::of` refused `rooms` routes with auth on: no guard is needed here.
+    core_builder(config, None)?.bind().await
 }
 
 /// Binds every configured server with the app's routes; serve it with
@@ -149,9 +207,9 @@ pub async fn bind(
     tokens: Arc<Tokens>,
 ) -> Result<BoundServer, wharf::Error> {
     let parts = AppParts::of(config).map_err(wharf::Error::Setup)?;
-    let mut builder = core_builder(config)?;
-    let sender = builder.sender();
     let guard = Guard::new(tokens.clone(), config.auth.clone());
+    let mut builder = core_builder(config, Some(&guard))?;
+    let sender = builder.sender();
     let admin = AdminGuard::new(config.api.key.clone(), tokens.clone());
     let feed = Feed::new(store.clone(), known_routes(config));
     let ws = Router::new()
@@ -167,7 +225,14 @@ pub async fn bind(
             Route::new(Chat)
                 .protocols([crate::APP_PROTOCOL])
                 .origins(config.app.origins.clone())
-                .layer(auth::layer(guard)),
+                .layer(auth::layer(guard.clone())),
+        )
+        .route(
+            ROOMS_PATH,
+            Rooms::new(config.rooms_protocol.clone())
+                .route()
+                .origins(config.app.origins.clone())
+                .layer(auth::layer(guard.allowing(ROOMS_PATH))),
         )
         .route(
             FEED_PATH,
@@ -215,7 +280,7 @@ fn known_routes(config: &AppConfig) -> Vec<KnownRoute> {
             });
         }
         if server.name == config.app.ws_server {
-            for path in [DEMO_PATH, CHAT_PATH, FEED_PATH] {
+            for path in [DEMO_PATH, CHAT_PATH, ROOMS_PATH, FEED_PATH] {
                 routes.push(KnownRoute {
                     server: server.name.clone(),
                     route: path.to_owned(),

@@ -48,28 +48,18 @@ impl Handler for Chat {
             join_live(conn, room).await;
             return Ok(());
         }
-        let asked = since.is_some();
-        let since = match since.as_deref().map(parse_position) {
-            Some(Ok(since)) => since,
+        let joined = match since.as_deref().map(parse_position) {
+            Some(Ok(since)) => conn.join_from(room, Some(&since)).await.map(Some),
             Some(Err(_)) => {
                 conn.close(CloseCode::POLICY_VIOLATION, "since is not EPOCH:OFFSET");
                 return Ok(());
             }
-            // Live from now, exactly: recover from the room's current top, so that whatever
-            // is published from this read on reaches the member once and in order (a plain
-            // join starts the room's sequencer from a top read later, and could miss an
-            // offset still on its way).
-            None => match history.read(room, None, 0).await {
-                Ok(page) => page.top,
-                Err(_) => {
-                    conn.close(CloseCode::TRY_AGAIN_LATER, "history unavailable");
-                    return Ok(());
-                }
-            },
+            // Live from now, exactly: nothing still on its way is missed.
+            None => conn.join_from_top(room).await.map(|_| None),
         };
-        match conn.join_from(room, Some(&since)).await {
-            Ok(_) if !asked => {}
-            Ok(recovery) => {
+        match joined {
+            Ok(None) => {}
+            Ok(Some(recovery)) => {
                 let event = serde_json::json!({
                     "event": "recovery",
                     "room": room,

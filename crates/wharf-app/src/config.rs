@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::tokens::TokenConfig;
 
 /// The top-level tables that belong to the application, not to the core.
-pub const APP_TABLES: [&str; 5] = ["jwt", "auth", "api", "database", "app"];
+pub const APP_TABLES: [&str; 6] = ["jwt", "auth", "api", "database", "app", "rooms_protocol"];
 
 /// The `[auth]` table: the handshake auth middleware.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -124,6 +124,32 @@ impl Default for AppSection {
     }
 }
 
+/// `[rooms_protocol]`: the limits of the rooms protocol (`/wss/rooms`, docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RoomsProtocolConfig {
+    /// Rooms one connection may follow at once; the next `subscribe` gets
+    /// `too_many_subscriptions`. Default: 128.
+    pub max_subscriptions: usize,
+    /// Publishes per second one connection may send; beyond it (after the burst) a
+    /// `publish` gets `rate_limited`. `0` turns the limit off. Default: 50.
+    pub publish_rate: u32,
+    /// Publishes one connection may send at once before `publish_rate` applies.
+    /// Default: 100.
+    pub publish_burst: u32,
+}
+
+impl Default for RoomsProtocolConfig {
+    fn default() -> Self {
+        RoomsProtocolConfig {
+            max_subscriptions: 128,
+            publish_rate: 50,
+            publish_burst: 100,
+        }
+    }
+}
+
 /// The app's tables as they appear in the file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -133,6 +159,7 @@ struct AppTables {
     api: ApiConfig,
     database: DatabaseConfig,
     app: AppSection,
+    rooms_protocol: RoomsProtocolConfig,
 }
 
 /// Everything `wharf serve` and the other commands read.
@@ -151,6 +178,8 @@ pub struct AppConfig {
     pub database: DatabaseConfig,
     /// `[app]`: data directory and server names.
     pub app: AppSection,
+    /// `[rooms_protocol]`: the rooms protocol's limits.
+    pub rooms_protocol: RoomsProtocolConfig,
 }
 
 /// A configuration that cannot be used: the file (if any) and what is wrong.
@@ -206,6 +235,7 @@ impl AppConfig {
             api: tables.api,
             database: tables.database,
             app: tables.app,
+            rooms_protocol: tables.rooms_protocol,
         };
         config
             .validate()
@@ -213,7 +243,22 @@ impl AppConfig {
         Ok(config)
     }
 
-    /// Loads the file at `path` (or the defaults), then applies the environment read
+    /// What `wharf serve` runs without a config file: the defaults, and history for the rooms
+    /// login tokens may use over the rooms protocol (`demo:*` and `user:*`: the last 100
+    /// messages for 5 minutes, in memory), so that a reconnecting client recovers what it
+    /// missed. A config file sets its own `[rooms.history]` (none by default).
+    pub fn builtin() -> AppConfig {
+        let mut config = AppConfig::default();
+        let mut history = wharf::config::HistoryConfig::default();
+        history.rules = ["demo:*", "user:*"]
+            .into_iter()
+            .map(|pattern| wharf::config::HistoryRule::new(pattern, 100))
+            .collect();
+        config.server.rooms.history = history;
+        config
+    }
+
+    /// Loads the file at `path` (or the built-in config, [`AppConfig::builtin`]), then applies the environment read
     /// through `var` (see [`AppConfig::apply_env`]) and validates the result.
     pub fn load(
         path: Option<&Path>,
@@ -226,7 +271,7 @@ impl AppConfig {
                 })?;
                 AppConfig::from_toml_str(&text, Some(path))?
             }
-            None => AppConfig::default(),
+            None => AppConfig::builtin(),
         };
         config
             .apply_env(var)
@@ -271,6 +316,9 @@ impl AppConfig {
 
     /// Checks the app's tables against the core config.
     pub fn validate(&self) -> Result<(), String> {
+        if self.rooms_protocol.max_subscriptions == 0 {
+            return Err("rooms_protocol.max_subscriptions: must be at least 1".into());
+        }
         for route in &self.auth.routes {
             if !route.starts_with('/') {
                 return Err(format!("auth.routes: `{route}` must start with `/`"));

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod feed;
 pub mod logging;
+pub mod rooms;
 pub mod serve;
 pub mod setup;
 pub mod tokens;

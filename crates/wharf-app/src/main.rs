@@ -54,6 +54,13 @@ enum Command {
         /// Give the token admin rights (for the /api endpoints).
         #[arg(long)]
         admin: bool,
+        /// A room pattern it may subscribe to (repeatable; `*` any run, `{uid}` its id).
+        /// With neither --room nor --publish, it gets the configured [jwt] rooms/publish.
+        #[arg(long = "room", value_name = "PATTERN")]
+        rooms: Vec<String>,
+        /// A room pattern it may publish to (repeatable).
+        #[arg(long = "publish", value_name = "PATTERN")]
+        publish: Vec<String>,
     },
 }
 
@@ -105,8 +112,15 @@ fn main() -> ExitCode {
             },
             Command::Client(args) => wharf_client::cli::run(args).await,
             Command::Bench(args) => wharf_client::bench::run(args).await,
-            Command::Token { account, admin } => {
-                wharf_app::cli::token::run(config, &account, admin).await
+            Command::Token {
+                account,
+                admin,
+                rooms,
+                publish,
+            } => {
+                let grants = (!rooms.is_empty() || !publish.is_empty())
+                    .then_some(wharf_app::tokens::Grants { rooms, publish });
+                wharf_app::cli::token::run(config, &account, admin, grants).await
             }
         }
     })

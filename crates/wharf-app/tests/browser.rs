@@ -94,6 +94,17 @@ async fn demo_page_logs_in_talks_and_is_disconnected_by_nihao() {
     run_script(&app, "demo.mjs").await;
 }
 
+/// The rooms panel (/client.js) loses nothing when its socket is cut mid-stream: history for
+/// `demo:*`, as the built-in config of `wharf serve` keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn rooms_panel_shows_every_publication_once_across_a_cut() {
+    require_tools();
+    let app =
+        start("[rooms.history]\n[[rooms.history.rule]]\npattern = \"demo:*\"\nsize = 100\n").await;
+    app.store.add(ACCOUNT, PASSWORD).await.expect("add user");
+    run_script(&app, "rooms.mjs").await;
+}
+
 /// Background traffic for the dashboard: three users chatting in two rooms at a varying
 /// pace, and a few refused handshakes. The connections stay open for the whole test, so
 /// the counts the script watches only move with its own tabs.
@@ -181,4 +192,23 @@ async fn pages_and_config_are_served() {
     assert_eq!(config["protocol"], "wharf");
     assert_eq!(config["feed_path"], "/wss/admin/feed");
     assert_eq!(config["rooms_path"], "/wss/rooms/");
+    assert_eq!(config["rooms_protocol_path"], "/wss/rooms");
+    // The rooms client: a module any origin may import.
+    let client = http(app.http, "GET", "/client.js", &[], b"").await;
+    assert_eq!(client.status, 200);
+    assert!(
+        client.head.contains("content-type: text/javascript"),
+        "{}",
+        client.head
+    );
+    assert!(
+        client.head.contains("access-control-allow-origin: *"),
+        "{}",
+        client.head
+    );
+    assert!(
+        client.body.contains("export function connect("),
+        "{}",
+        client.body
+    );
 }

@@ -72,6 +72,34 @@ fn users_and_tokens() {
     let claims = tokens.verify(token).expect("the printed token verifies");
     assert_eq!(claims.account, "alice");
     assert!(!claims.admin);
+    // Without --room/--publish: the configured [jwt] grants (the defaults).
+    assert_eq!(claims.rooms, ["demo:*", "user:{uid}"]);
+    assert_eq!(claims.publish, ["demo:*"]);
+    let granted = wharf(
+        &data,
+        &[
+            "token",
+            "alice",
+            "--room",
+            "news",
+            "--room",
+            "chat:*",
+            "--publish",
+            "chat:*",
+        ],
+        "",
+    );
+    assert!(granted.status.success(), "{granted:?}");
+    let claims = tokens
+        .verify(stdout(&granted).trim())
+        .expect("the granted token verifies");
+    assert_eq!(
+        (claims.rooms, claims.publish),
+        (
+            vec!["news".to_owned(), "chat:*".to_owned()],
+            vec!["chat:*".to_owned()]
+        )
+    );
 
     let missing = wharf(&data, &["token", "nobody"], "");
     assert_fails(

@@ -237,6 +237,24 @@ impl Conn {
             .await
     }
 
+    /// Joins history room `room` live from now, exactly: every publication after the room's
+    /// current top, once and in order (see
+    /// [`HistoryHub::join_from_top`](crate::history::HistoryHub::join_from_top)). `position`
+    /// in the answer is where the member starts.
+    ///
+    /// ```no_run
+    /// # async fn on_open(conn: &wharf::Conn) -> Result<(), wharf::history::RoomError> {
+    /// let joined = conn.join_from_top("chat:lobby").await?;
+    /// println!("following chat:lobby from {}", joined.position);
+    /// # Ok(()) }
+    /// ```
+    pub async fn join_from_top(
+        &self,
+        room: &str,
+    ) -> Result<crate::history::Recovery, crate::history::RoomError> {
+        self.0.sender.history_hub().join_from_top(self, room).await
+    }
+
     /// Whether it is in `room`.
     pub(crate) fn in_room(&self, room: &str) -> bool {
         self.lock_rooms()

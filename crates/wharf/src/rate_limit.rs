@@ -1,4 +1,5 @@
-//! The per-connection message rate limit (`max_messages_per_sec`): a token bucket.
+//! The per-connection message rate limit (`max_messages_per_sec`): a token bucket, public
+//! so that handlers can limit what they count themselves (publishes per second, say).
 //!
 //! The bucket holds up to `burst` tokens and gains `rate` per second; every message a
 //! client sends takes one. A client within its rate never notices; one that keeps sending
@@ -9,8 +10,20 @@ use std::time::Instant;
 
 use crate::config::Limits;
 
+/// A token bucket: up to `burst` tokens, `rate` more per second, one taken per event.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use wharf::rate_limit::TokenBucket;
+/// let start = Instant::now();
+/// let mut bucket = TokenBucket::new(10, 2, start);
+/// assert!(bucket.take() && bucket.take());
+/// assert!(!bucket.take(), "the burst is spent");
+/// bucket.refill(start + Duration::from_millis(100));
+/// assert!(bucket.take(), "10 per second: one more after 100 ms");
+/// ```
 #[derive(Debug)]
-pub(crate) struct TokenBucket {
+pub struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -31,7 +44,8 @@ impl TokenBucket {
         Some(TokenBucket::new(rate, burst, now))
     }
 
-    fn new(rate: u32, burst: u32, now: Instant) -> TokenBucket {
+    /// A full bucket of `burst` tokens gaining `rate` per second, as of `now`.
+    pub fn new(rate: u32, burst: u32, now: Instant) -> TokenBucket {
         TokenBucket {
             rate: f64::from(rate),
             burst: f64::from(burst),
@@ -42,14 +56,14 @@ impl TokenBucket {
 
     /// Adds the tokens earned since the last refill. Called once per batch of decoded frames
     /// rather than per frame: a batch arrived at one instant.
-    pub(crate) fn refill(&mut self, now: Instant) {
+    pub fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.refilled = now;
     }
 
     /// Takes a token for one message; false when the bucket is empty.
-    pub(crate) fn take(&mut self) -> bool {
+    pub fn take(&mut self) -> bool {
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -52,26 +52,41 @@ pub(crate) async fn publish(
 ) -> Result<Json<Value>, ApiError> {
     check_room(&request.room)?;
     let message = message_of(request.text, request.binary_base64)?;
-    let options = match request.idempotency_key {
-        Some(key) if key.is_empty() || key.len() > MAX_KEY => {
-            return Err(ApiError::bad_request(
-                "bad_idempotency_key",
-                format!("an idempotency key is 1 to {MAX_KEY} bytes"),
-            ));
-        }
-        Some(key) => PublishOptions::idempotent(key),
-        None => PublishOptions::default(),
-    };
-    let published = state
-        .sender
-        .publish_with(&request.room, message, options)
+    let options = publish_options(request.idempotency_key)?;
+    publish_to(&state.sender, &request.room, message, options)
+        .await
+        .map(Json)
+}
+
+/// The options of a publish with `idempotency_key`, or 400 `bad_idempotency_key`.
+pub(crate) fn publish_options(idempotency_key: Option<String>) -> Result<PublishOptions, ApiError> {
+    match idempotency_key {
+        Some(key) if key.is_empty() || key.len() > MAX_KEY => Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            format!("an idempotency key is 1 to {MAX_KEY} bytes"),
+        )),
+        Some(key) => Ok(PublishOptions::idempotent(key)),
+        None => Ok(PublishOptions::default()),
+    }
+}
+
+/// Publishes `message` to history room `room` (the API's `POST /api/publish` and the rooms
+/// protocol's `publish`): `{"position", "delivered_local", "duplicate"}`.
+pub(crate) async fn publish_to(
+    sender: &wharf::Sender,
+    room: &str,
+    message: Message,
+    options: PublishOptions,
+) -> Result<Value, ApiError> {
+    let published = sender
+        .publish_with(room, message, options)
         .await
         .map_err(room_error)?;
-    Ok(Json(json!({
+    Ok(json!({
         "position": published.position.to_string(),
         "delivered_local": published.delivered_local,
         "duplicate": published.duplicate,
-    })))
+    }))
 }
 
 /// `GET /api/rooms/{room}/history?since=EPOCH:OFFSET&limit=N`: answers
@@ -84,33 +99,48 @@ pub(crate) async fn read(
 ) -> Result<Json<Value>, ApiError> {
     check_room(&room)?;
     let query = query.unwrap_or_default();
-    let since = param(&query, "since")
-        .map(|s| parse_position(&s))
-        .transpose()?;
+    let since = param(&query, "since");
     let limit = match param(&query, "limit") {
         None => MAX_LIMIT,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if limit <= MAX_LIMIT => limit,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_limit",
-                    format!("limit is a whole number from 0 to {MAX_LIMIT}, not `{text}`"),
-                ));
-            }
-        },
+        Some(text) => text.parse::<usize>().map_err(|_| bad_limit(&text))?,
     };
-    let page = state
-        .sender
-        .history(&room, since.as_ref(), limit)
+    page(&state.sender, &room, since.as_deref(), limit)
+        .await
+        .map(Json)
+}
+
+/// Reads history room `room` after `since` (an `EPOCH:OFFSET`, else from the oldest kept),
+/// at most `limit` (0 to [`MAX_LIMIT`]) publications (the API's `GET
+/// /api/rooms/{room}/history` and the rooms protocol's `history`):
+/// `{"room", "top", "complete", "publications": [{"position", "text" | "binary_base64"}]}`.
+pub(crate) async fn page(
+    sender: &wharf::Sender,
+    room: &str,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    if limit > MAX_LIMIT {
+        return Err(bad_limit(&limit.to_string()));
+    }
+    let since = since.map(parse_position).transpose()?;
+    let page = sender
+        .history(room, since.as_ref(), limit)
         .await
         .map_err(room_error)?;
     let publications: Vec<Value> = page.publications.iter().map(to_json).collect();
-    Ok(Json(json!({
+    Ok(json!({
         "room": room,
         "top": page.top.to_string(),
         "complete": page.complete,
         "publications": publications,
-    })))
+    }))
+}
+
+fn bad_limit(text: &str) -> ApiError {
+    ApiError::bad_request(
+        "bad_limit",
+        format!("limit is a whole number from 0 to {MAX_LIMIT}, not `{text}`"),
+    )
 }
 
 /// A publication as JSON: `{"position", "text"}` or `{"position", "binary_base64"}`.

@@ -29,8 +29,8 @@ mod connections;
 pub mod error;
 pub mod history;
 mod login;
-mod push;
-mod rooms;
+pub(crate) mod push;
+pub(crate) mod rooms;
 mod users;
 
 use std::sync::Arc;

@@ -39,12 +39,21 @@ pub(crate) async fn show(
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_room(&room)?;
-    let members = state.sender.room_members(&room).await.map_err(send_error)?;
-    Ok(Json(serde_json::json!({
+    presence(&state.sender, &room).await.map(Json)
+}
+
+/// The members of `room` over every node: `{"room", "count", "members": [{"conn","user"}]}`
+/// (the API's `GET /api/rooms/{room}` and the rooms protocol's `presence`).
+pub(crate) async fn presence(
+    sender: &wharf::Sender,
+    room: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let members = sender.room_members(room).await.map_err(send_error)?;
+    Ok(serde_json::json!({
         "room": room,
         "count": members.len(),
         "members": members,
-    })))
+    }))
 }
 
 /// Adds a connection (on any node) to a room: `{"room","conn","joined":true}`.

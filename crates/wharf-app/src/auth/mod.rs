@@ -38,6 +38,17 @@ impl Guard {
         Guard { tokens, config }
     }
 
+    /// The same guard with `route` (a path or route pattern) allowed besides `auth.routes`:
+    /// for routes the app mounts behind tokens whatever the seed's whitelist says, such as
+    /// the rooms protocol.
+    pub fn allowing(&self, route: &str) -> Guard {
+        let mut guard = self.clone();
+        if !guard.config.routes.iter().any(|r| r == route) {
+            guard.config.routes.push(route.to_owned());
+        }
+        guard
+    }
+
     /// Passes `request` on with its [`Claims`] inserted, or refuses it.
     pub fn check(&self, mut request: HandshakeRequest) -> Result<HandshakeRequest, Rejection> {
         if !self.config.enabled {

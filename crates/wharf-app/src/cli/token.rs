@@ -6,10 +6,17 @@ use std::process::ExitCode;
 use super::{fail, load, store};
 use crate::serve::EXIT_CONFIG;
 use crate::setup::{is_config_error, open_tokens};
+use crate::tokens::Grants;
 
 /// Looks `account` up in the store and prints a token for it (with `admin: true` when
-/// `admin`), signed with the key the server uses.
-pub async fn run(config_path: Option<&Path>, account: &str, admin: bool) -> ExitCode {
+/// `admin`, and `grants` instead of the configured `[jwt] rooms`/`publish` when given),
+/// signed with the key the server uses.
+pub async fn run(
+    config_path: Option<&Path>,
+    account: &str,
+    admin: bool,
+    grants: Option<Grants>,
+) -> ExitCode {
     let config = match load(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -37,7 +44,12 @@ pub async fn run(config_path: Option<&Path>, account: &str, admin: bool) -> Exit
         }
         Err(e) => return fail(e),
     };
-    match tokens.issue((user.id, user.account, admin)) {
+    let subject = (user.id, user.account, admin);
+    let issued = match grants {
+        Some(grants) => tokens.issue_with(subject, grants),
+        None => tokens.issue(subject),
+    };
+    match issued {
         Ok((token, _exp)) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -136,6 +136,13 @@ pub struct TokenConfig {
     /// Put into `aud` of issued tokens and required in verified ones. Default:
     /// none (tokens that carry an `aud` are refused).
     pub audience: Option<String>,
+    /// The `rooms` claim of tokens issued at login: room patterns their holder may
+    /// subscribe to over the rooms protocol (docs/protocol.md, "Permissions"); `*` is any
+    /// run of characters, `{uid}` the user's id. Default: `["demo:*", "user:{uid}"]`.
+    pub rooms: Vec<String>,
+    /// The `publish` claim of tokens issued at login: room patterns their holder may
+    /// publish to. Default: `["demo:*"]`.
+    pub publish: Vec<String>,
 }
 
 impl Default for TokenConfig {
@@ -149,6 +156,8 @@ impl Default for TokenConfig {
             leeway_secs: 30,
             issuer: None,
             audience: None,
+            rooms: vec!["demo:*".to_owned(), "user:{uid}".to_owned()],
+            publish: vec!["demo:*".to_owned()],
         }
     }
 }
@@ -164,6 +173,8 @@ impl fmt::Debug for TokenConfig {
             .field("leeway_secs", &self.leeway_secs)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("rooms", &self.rooms)
+            .field("publish", &self.publish)
             .finish()
     }
 }
@@ -208,6 +219,23 @@ pub struct Claims {
     pub aud: Option<String>,
     /// The seed's shape: `data.uid`.
     pub data: ClaimsData,
+    /// Room patterns the holder may subscribe to (see [`Grants`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<String>,
+    /// Room patterns the holder may publish to (see [`Grants`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+}
+
+/// What a token lets its holder do with rooms over the rooms protocol: the `rooms` and
+/// `publish` claims, each a list of room patterns (`*` for any run of characters, `{uid}`
+/// for the holder's user id). See docs/protocol.md, "Permissions".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Patterns of the rooms it may subscribe to (and read the history and presence of).
+    pub rooms: Vec<String>,
+    /// Patterns of the rooms it may publish to.
+    pub publish: Vec<String>,
 }
 
 impl Claims {
@@ -229,7 +257,16 @@ impl Claims {
             iss: None,
             aud: None,
             data: ClaimsData { uid },
+            rooms: Vec::new(),
+            publish: Vec::new(),
         }
+    }
+
+    /// The same claims with `grants` as their `rooms` and `publish` claims.
+    pub fn with_grants(mut self, grants: Grants) -> Claims {
+        self.rooms = grants.rooms;
+        self.publish = grants.publish;
+        self
     }
 }
 
@@ -368,6 +405,7 @@ pub struct Tokens {
     ttl_secs: u64,
     issuer: Option<String>,
     audience: Option<String>,
+    grants: Grants,
 }
 
 impl fmt::Debug for Tokens {
@@ -454,6 +492,10 @@ impl Tokens {
             ttl_secs: config.ttl_secs,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            grants: Grants {
+                rooms: config.rooms.clone(),
+                publish: config.publish.clone(),
+            },
         })
     }
 
@@ -491,12 +533,29 @@ impl Tokens {
     }
 
     /// Issues a token for `subject` (a [`&User`](User) or `(uid, account, admin)`),
-    /// valid from now for the configured lifetime. Returns the token and its
-    /// `exp` (Unix seconds).
+    /// valid from now for the configured lifetime, with the configured grants (`[jwt]
+    /// rooms` and `publish`). Returns the token and its `exp` (Unix seconds).
     pub fn issue(&self, subject: impl Into<Subject>) -> Result<(String, i64), TokenError> {
+        self.issue_with(subject, self.grants.clone())
+    }
+
+    /// As [`issue`](Self::issue), with `grants` instead of the configured ones.
+    ///
+    /// ```
+    /// use wharf_app::tokens::{Grants, TokenConfig, Tokens};
+    /// let tokens = Tokens::new(&TokenConfig::default(), Some(b"a secret of at least 32 bytes....")).unwrap();
+    /// let grants = Grants { rooms: vec!["news".into()], publish: vec![] };
+    /// let (token, _exp) = tokens.issue_with((7, "alice", false), grants).unwrap();
+    /// assert_eq!(tokens.verify(&token).unwrap().rooms, ["news"]);
+    /// ```
+    pub fn issue_with(
+        &self,
+        subject: impl Into<Subject>,
+        grants: Grants,
+    ) -> Result<(String, i64), TokenError> {
         let now = unix_now();
         let exp = now.saturating_add(i64::try_from(self.ttl_secs).unwrap_or(i64::MAX));
-        let mut claims = Claims::new(subject, now, exp);
+        let mut claims = Claims::new(subject, now, exp).with_grants(grants);
         claims.iss.clone_from(&self.issuer);
         claims.aud.clone_from(&self.audience);
         Ok((self.sign(&claims)?, exp))
@@ -607,6 +666,10 @@ struct RawClaims {
     iss: Option<String>,
     aud: Option<serde_json::Value>,
     data: Option<RawData>,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    publish: Vec<String>,
 }
 
 impl RawClaims {
@@ -644,6 +707,8 @@ impl RawClaims {
             iss: self.iss,
             aud,
             data: ClaimsData { uid },
+            rooms: self.rooms,
+            publish: self.publish,
         })
     }
 }

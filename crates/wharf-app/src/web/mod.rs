@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /` | the demo: log in, talk to `/wss/demo`, a room chat on `/wss/rooms/{room}` |
 //! | `GET /dashboard` | the admin dashboard, fed by [`FEED_PATH`](crate::feed::FEED_PATH) |
+//! | `GET /client.js` | the browser client of the rooms protocol (docs/protocol.md), an ES module |
 //! | `GET /config.json` | where the pages find the ws server: `{"ws_url","ws_port","protocol",…}` |
 //! | `GET /assets/{file}` | the pages' CSS and JavaScript |
 //!
@@ -35,6 +36,7 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 const COMMON_JS: &str = include_str!("assets/common.js");
 const DEMO_JS: &str = include_str!("assets/demo.js");
 const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
+const CLIENT_JS: &str = include_str!("assets/client.js");
 
 /// Only this origin's scripts and styles; WebSockets to any host (the ws server is on
 /// another port, maybe behind a proxy).
@@ -54,6 +56,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(|| async { html(INDEX_HTML) }))
         .route("/dashboard", get(|| async { html(DASHBOARD_HTML) }))
+        .route("/client.js", get(client_js))
         .route("/config.json", get(config))
         .route("/assets/{file}", get(asset))
         .with_state(Arc::new(state))
@@ -68,8 +71,32 @@ async fn config(State(state): State<Arc<WebState>>) -> Response {
         "demo_path": DEMO_PATH,
         "rooms_path": CHAT_PATH.trim_end_matches("{room}"),
         "feed_path": FEED_PATH,
+        "rooms_protocol_path": crate::rooms::ROOMS_PATH,
     });
     (no_cache(), Json(body)).into_response()
+}
+
+/// `/client.js`, importable from pages on other origins too (a module script needs CORS).
+async fn client_js() -> Response {
+    (
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        no_cache(),
+        CLIENT_JS,
+    )
+        .into_response()
 }
 
 async fn asset(Path(file): Path<String>) -> Response {

@@ -87,6 +87,16 @@ impl HistoryHub {
         }
     }
 
+    /// Joins `conn` to history room `room` live from now: every publication after the room's
+    /// current top reaches it, once and in order, and nothing before it. The top is read from
+    /// the store first and the member recovers from it, so a publication still on its way
+    /// while it joins (stored, not yet delivered to this node) is not missed, as it could be
+    /// with a plain [`Conn::join`]. Fails as [`join_from`](Self::join_from) does.
+    pub async fn join_from_top(&self, conn: &Conn, room: &str) -> Result<Recovery, RoomError> {
+        let top = self.read(room, None, 0).await?.top;
+        self.join_from(conn, room, Some(&top)).await
+    }
+
     async fn recover(
         &self,
         conn: &Conn,

@@ -1,5 +1,7 @@
-// The demo page: log in over HTTP, talk to /wss/demo, and chat in a room.
-import { loadConfig, openSocket, el, clock, describeClose, setStatus } from '/assets/common.js';
+// The demo page: log in over HTTP, talk to /wss/demo, chat in a room, and follow rooms over
+// the rooms protocol with /client.js.
+import { loadConfig, openSocket, wsBase, el, clock, describeClose, setStatus } from '/assets/common.js';
+import { connect } from '/client.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -8,6 +10,7 @@ let token = sessionStorage.getItem('wharf.token');
 let account = sessionStorage.getItem('wharf.account');
 let demo = null; // the /wss/demo socket
 let chat = null; // the room socket
+let rooms = null; // the rooms protocol client (one socket, many rooms)
 
 /** Appends a line to a log: `kind` is in, out, event or error. */
 function log(list, kind, text, extra) {
@@ -53,7 +56,8 @@ function showLoggedIn(expiresAt) {
   status.className = 'status-line ok';
   const until = expiresAt ? `, token valid until ${clock(new Date(expiresAt * 1000))}` : '';
   status.textContent = `logged in as ${account}${until}`;
-  enable(['demo-connect', 'room', 'room-join'], true);
+  enable(['demo-connect', 'room', 'room-join', 'follow-room', 'follow'], true);
+  enable(['publish-room', 'publish-text', 'publish'], true);
 }
 
 // ---- 2. /wss/demo -----------------------------------------------------------------------
@@ -126,6 +130,15 @@ function joinRoom(event) {
       log(list, 'in', String(event.data));
       return;
     }
+    // A room that keeps history wraps each message: {room, position, text: "<the chat JSON>"}.
+    if (message.position && typeof message.text === 'string') {
+      try {
+        message = JSON.parse(message.text);
+      } catch (_) {
+        log(list, 'in', message.text);
+        return;
+      }
+    }
     if (message.event) {
       log(list, 'event', `${message.user || message.conn} ${message.event === 'join' ? 'joined' : 'left'}`);
       return;
@@ -166,6 +179,60 @@ function sendChat(event) {
   input.value = '';
 }
 
+// ---- 4. rooms over one socket ----------------------------------------------------------
+
+/** The rooms client, connected on first use; its state shows in the pill and the log. */
+function roomsClient() {
+  if (rooms) return rooms;
+  const list = $('rooms-log');
+  rooms = connect(wsBase(config) + config.rooms_protocol_path, {
+    token,
+    onState: (state, detail) => {
+      if (state === 'open') setStatus($('rooms-status'), 'open', 'connected');
+      if (state === 'connecting') setStatus($('rooms-status'), 'connecting', 'connecting…');
+      if (state === 'closed') {
+        setStatus($('rooms-status'), 'closed', `closed ${detail.code}`);
+        log(list, 'event', `disconnected (${describeClose(detail)}); reconnecting`);
+      }
+    },
+  });
+  return rooms;
+}
+
+function follow(event) {
+  event.preventDefault();
+  const room = $('follow-room').value.trim();
+  const list = $('rooms-log');
+  roomsClient().subscribe(room, (publication) => {
+    const text = publication.text ?? `(${publication.binary_base64.length} base64 bytes)`;
+    const item = el('li', { class: 'in pub', dataset: { room, position: publication.position } },
+      el('time', {}, clock()), el('span', { class: 'text' }, text),
+      el('span', { class: 'who' }, `#${room} · ${publication.position}`));
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+  }, {
+    onRecovery: (r) => {
+      if (r.recovered) log(list, 'event recovered', `#${room} from ${r.position} (${r.delivered} recovered)`);
+      else log(list, 'error unrecovered', `#${room}: some publications are gone; live from ${r.position}`);
+    },
+    onError: (e) => log(list, 'error', `#${room}: ${e.error}: ${e.message}`),
+  });
+}
+
+async function publishRoom(event) {
+  event.preventDefault();
+  const room = $('publish-room').value.trim();
+  const input = $('publish-text');
+  if (input.value === '') return;
+  const text = input.value;
+  input.value = '';
+  try {
+    await roomsClient().publish(room, text);
+  } catch (e) {
+    log($('rooms-log'), 'error', `publish to #${room}: ${e.error || ''} ${e.message}`);
+  }
+}
+
 // ---- start ------------------------------------------------------------------------------
 
 async function main() {
@@ -176,6 +243,8 @@ async function main() {
   $('room-form').addEventListener('submit', joinRoom);
   $('room-leave').addEventListener('click', () => chat && chat.close(1000, 'left'));
   $('chat-form').addEventListener('submit', sendChat);
+  $('follow-form').addEventListener('submit', follow);
+  $('publish-form').addEventListener('submit', publishRoom);
   try {
     config = await loadConfig();
   } catch (e) {
