@@ -121,10 +121,8 @@ async fn every_command_and_its_errors() {
         .history("t:a", Some(&Position::new(&epoch, 99)), None)
         .await
         .expect_err("ahead");
-    // docs/protocol.md says `position_ahead`; the server answers `bad_position` (400).
     assert!(
-        matches!(&ahead, ClientError::Command { code: 400, error, .. }
-            if error == "position_ahead" || error == "bad_position"),
+        matches!(&ahead, ClientError::Command { code: 400, error, .. } if error == "bad_position"),
         "{ahead:?}"
     );
     let no_history = rooms.publish("lobby", "x").await.expect_err("no history");
@@ -283,4 +281,37 @@ async fn wharf_client_follows_rooms() {
         .expect("top");
     assert_eq!(lines[0], format!("t:cli {epoch}:1 hello"));
     assert_eq!(lines[1], format!("t:cli {epoch}:2 world"));
+}
+
+#[tokio::test]
+async fn the_token_goes_in_the_handshake_and_its_claims_apply() {
+    let app =
+        common::start("[rooms.history]\n[[rooms.history.rule]]\npattern = \"t:*\"\nsize = 100\n")
+            .await;
+    let grants = wharf_app::tokens::Grants {
+        rooms: vec!["t:*".into()],
+        publish: vec!["t:pub".into()],
+    };
+    let (token, _) = app
+        .tokens
+        .issue_with((7, "alice", false), grants)
+        .expect("token");
+    let rooms = Rooms::connect(&url(&app), RoomsConfig::default().with_token(&token))
+        .await
+        .expect("connect with the token");
+    let mut sub = rooms.subscribe("t:pub").await.expect("a followed room");
+    let code = |e: ClientError| e.error_code().map(str::to_owned);
+    let other = rooms
+        .subscribe("x:other")
+        .await
+        .expect_err("not in `rooms`");
+    assert_eq!(code(other).as_deref(), Some("forbidden"));
+    let read_only = rooms
+        .publish("t:read", "x")
+        .await
+        .expect_err("not in `publish`");
+    assert_eq!(code(read_only).as_deref(), Some("forbidden"));
+    rooms.publish("t:pub", "hi").await.expect("publish");
+    assert_eq!(next_publication(&mut sub).await, (1, "hi".into()));
+    rooms.close().await;
 }

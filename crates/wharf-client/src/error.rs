@@ -51,9 +51,9 @@ pub enum ClientError {
     #[error("connection closed")]
     Closed,
     /// The rooms server refused a command with an error reply; the connection stays open.
-    /// `error` is the stable machine code (`forbidden`, `rate_limited`, `unavailable`, …:
+    /// `error` is the stable machine code (`forbidden`, `rate_limited`, `backplane_unavailable`, …:
     /// docs/protocol.md, "Errors"), to match on with [`ClientError::error_code`]; retry
-    /// only `unavailable` and `rate_limited`, after a pause.
+    /// only `backplane_unavailable` (503) and `rate_limited`, after a pause.
     #[error("{error} ({code}): {msg}")]
     Command {
         /// The HTTP-like status (403, 404, 429, 503, …).
@@ -99,13 +99,13 @@ impl ClientError {
     }
 
     /// Whether a rooms command failed for a passing reason, so the same command may
-    /// succeed later, after a pause: a 503 (`unavailable`: the history store cannot be
-    /// reached) or `rate_limited`.
+    /// succeed later, after a pause: a 503 (`backplane_unavailable`: the history store
+    /// cannot be reached) or `rate_limited`.
     ///
     /// ```
     /// use wharf_client::ClientError;
     ///
-    /// let e = ClientError::Command { code: 503, error: "unavailable".into(), msg: String::new() };
+    /// let e = ClientError::Command { code: 503, error: "backplane_unavailable".into(), msg: String::new() };
     /// assert!(e.is_retryable());
     /// assert!(!ClientError::Closed.is_retryable());
     /// ```

@@ -184,7 +184,7 @@ impl Rooms {
     /// publication comes through the [`Subscription`]. Errors: [`ClientError::Command`]
     /// (`forbidden`, `no_history`, `bad_room`, `already_subscribed`, …), or
     /// [`ClientError::Closed`] when the session is over. While the connection is down the
-    /// call waits for it to come back; a subscribe answered 503 `unavailable` is retried with
+    /// call waits for it to come back; a subscribe answered 503 (`backplane_unavailable`) is retried with
     /// backoff.
     ///
     /// ```no_run

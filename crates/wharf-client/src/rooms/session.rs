@@ -74,7 +74,7 @@ struct Sub {
     waiting: Option<Reply<Position>>,
     /// Whether a subscribe for it is on the current connection, unanswered.
     in_flight: bool,
-    /// Consecutive 503 (`unavailable`) answers, for the retry backoff.
+    /// Consecutive 503 (`backplane_unavailable`) answers, for the retry backoff.
     unavailable: u32,
 }
 
@@ -112,7 +112,7 @@ pub(crate) struct Session {
     next_id: u64,
     /// Commands that came while disconnected, sent after the resubscribes.
     queue: VecDeque<(Command, Reply<Map<String, Value>>)>,
-    /// Subscribes to send again (answered 503 `unavailable`), by due time.
+    /// Subscribes to send again (answered 503), by due time.
     retries: Vec<(Instant, String)>,
 }
 
@@ -441,8 +441,7 @@ impl Session {
                 }
             }
             Err(ClientError::Command { code: 503, .. }) => {
-                // The history store is down (Redis or NATS restarting): try again. (The
-                // server names it `backplane_unavailable`, the protocol `unavailable`.)
+                // The history store is down (Redis or NATS restarting): try again.
                 let delay = backoff(sub.unavailable, self.base, self.cap, jitter());
                 sub.unavailable = sub.unavailable.saturating_add(1);
                 self.retries.push((Instant::now() + delay, room));
