@@ -47,6 +47,12 @@ struct Args {
     /// Milliseconds between cuts (one admin close and one TCP reset each).
     #[arg(long, default_value_t = 1000)]
     cut_every_ms: u64,
+    /// Do not SIGKILL a node (to narrow down a failure).
+    #[arg(long)]
+    no_node_kill: bool,
+    /// Do not restart the engine (to narrow down a failure).
+    #[arg(long)]
+    no_engine_restart: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,8 +66,8 @@ fn main() -> ExitCode {
         rooms_per_subscriber: args.rooms_per_subscriber,
         rate: args.rate,
         cut_every: Duration::from_millis(args.cut_every_ms),
-        kill_node: true,
-        restart_engine: true,
+        kill_node: !args.no_node_kill,
+        restart_engine: !args.no_engine_restart,
         settle: Duration::from_secs(30),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
