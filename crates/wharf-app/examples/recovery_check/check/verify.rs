@@ -119,13 +119,25 @@ pub fn verify(subscribers: usize, acked: &[Acked], records: &[Record]) -> Report
 /// to its new position in the new one.
 fn excuses(notice: &Notice, position: &Position) -> bool {
     let (from, to) = match notice {
-        Notice::Unrecovered { since, position } => (since, position),
-        Notice::EpochChanged { previous, position } => (previous, position),
+        Notice::Unrecovered {
+            since,
+            position: top,
+        } => (since, top),
+        Notice::EpochChanged {
+            previous,
+            position: first,
+        } => (previous, first),
         _ => return false,
     };
-    let in_old = from.epoch() == position.epoch() && from.offset() < position.offset();
-    let in_new = to.epoch() == position.epoch() && position.offset() <= to.offset();
-    in_old || in_new
+    let after_from = from.epoch() == position.epoch() && from.offset() < position.offset();
+    let upto_to = to.epoch() == position.epoch() && position.offset() <= to.offset();
+    if from.epoch() == to.epoch() {
+        // History too short for `since`: what lies between is gone.
+        after_from && upto_to
+    } else {
+        // A new epoch: the rest of the old one, and the new one up to `to`.
+        after_from || upto_to
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +192,21 @@ mod tests {
             position: p(3),
         });
         let report = verify(1, &acked(5), &[r]);
+        assert_eq!((report.lost, report.unrecoverable), (1, 1), "{report}");
+        // A new epoch excuses the rest of the old one and the new one up to its position.
+        let mut acked = acked(3);
+        acked.extend((1..=3).map(|i| Acked {
+            room: "r".into(),
+            position: Position::new("f", i),
+            seq: 200 + i,
+        }));
+        let mut r = record(&[1]);
+        r.received.push((Position::new("f", 2), 202));
+        r.notices.push(Notice::EpochChanged {
+            previous: p(1),
+            position: Position::new("f", 2),
+        });
+        let report = verify(1, &acked, &[r]);
         assert_eq!((report.lost, report.unrecoverable), (1, 1), "{report}");
     }
 }
