@@ -176,6 +176,24 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
                         );
                         if i == first_behind(&progress, &tops) {
                             probe(&ws, room, last).await;
+                            for (n, addr) in http.iter().enumerate() {
+                                let metrics =
+                                    match Api::new(*addr).request("GET", "/metrics", "").await {
+                                        Ok((_, body)) => body,
+                                        Err(e) => e.to_string(),
+                                    };
+                                let history: Vec<&str> = metrics
+                                    .lines()
+                                    .filter(|l| {
+                                        l.starts_with("wharf_history_") || l.contains("backplane")
+                                    })
+                                    .filter(|l| !l.starts_with('#'))
+                                    .collect();
+                                eprintln!(
+                                    "recovery-check:     node {} metrics: {history:?}",
+                                    n + 1
+                                );
+                            }
                         }
                     }
                 }
