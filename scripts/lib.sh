@@ -3,11 +3,23 @@
 # build_wharf [CARGO ARGS ...]: builds the `wharf` binary (and whatever else the arguments
 # name, such as `--example soak`) and sets BIN and OUT (the folder of the built artifacts).
 # The profile is release unless WHARF_PROFILE=debug: `.ci/run` uses the debug build, the one
-# the tests already built, so CI builds the workspace once instead of twice.
+# the tests already built, so CI builds the workspace once instead of twice. WHARF_PREBUILT=1:
+# the caller built them; only BIN and OUT are set.
 build_wharf() {
   local target=${CARGO_TARGET_DIR:-target}
-  if [[ ${WHARF_PROFILE:-release} == debug ]]; then
-    cargo build -p wharf-app --bin wharf "$@"
+  local profile=release
+  if [[ ${WHARF_PROFILE:-release} == debug ]]; then profile=debug; fi
+  if [[ -n ${WHARF_PREBUILT:-} ]]; then
+    # The caller built them already (`.ci/run`): no cargo here, whose lock other builds hold.
+    OUT=$target/$profile
+    BIN=$OUT/wharf
+    return
+  fi
+  if [[ $profile == debug ]]; then
+    # The whole workspace with every target, as the tests build it: the same features, so
+    # nothing is compiled again after them (`-p wharf-app` alone would unify features
+    # differently and rebuild tokio and the rest). The arguments name nothing more here.
+    cargo build --workspace --all-targets
     OUT=$target/debug
   else
     cargo build --release -p wharf-app --bin wharf "$@"

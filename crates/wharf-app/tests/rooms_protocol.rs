@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use wharf_app::config::AppConfig;
-use wharf_app::tokens::{Grants, TokenConfig, Tokens};
-use wharf_app::users::UserStore;
+use wharf_app::tokens::Grants;
 
 use common::{TestApp, api, handshake, login, start};
 
@@ -40,6 +38,16 @@ size = 100
 max_subscriptions = 3
 publish_rate = 1
 publish_burst = 3
+"#;
+
+/// A WebSocket server of its own that mounts the protocol from the config file.
+const EDGE: &str = r#"
+[[server]]
+name = "edge"
+kind = "websocket"
+host = "127.0.0.1"
+port = 0
+route = [{ path = "/live", handler = "rooms" }]
 "#;
 
 /// Opens `/wss/rooms` with `token` as the bearer subprotocol.
@@ -724,38 +732,8 @@ async fn frames_that_are_not_commands_close_the_connection() {
 
 #[tokio::test]
 async fn a_config_mounts_the_protocol_on_its_own_path_behind_tokens() {
-    let text = format!(
-        r#"
-[[server]]
-name = "http"
-kind = "http"
-host = "127.0.0.1"
-port = 0
-
-[[server]]
-name = "ws"
-kind = "websocket"
-host = "127.0.0.1"
-port = 0
-
-[[server]]
-name = "edge"
-kind = "websocket"
-host = "127.0.0.1"
-port = 0
-route = [{{ path = "/live", handler = "rooms" }}]
-{CONFIG}"#
-    );
-    let config = AppConfig::from_toml_str(&text, None).expect("config");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = UserStore::open_default(dir.path()).await.expect("store");
-    let tokens =
-        Arc::new(Tokens::new(&TokenConfig::default(), Some(common::SECRET)).expect("tokens"));
-    let bound = wharf_app::app::bind(&config, store.clone(), tokens.clone())
-        .await
-        .expect("bind");
-    let edge = bound.local_addr("edge").expect("edge addr");
-    tokio::spawn(bound.serve(std::future::pending()));
+    let app = start(&format!("{CONFIG}\n{EDGE}")).await;
+    let (edge, tokens) = (app.addrs["edge"], &app.tokens);
 
     // Behind the guard (not listed in auth.routes, yet allowed), with the protocol's checks.
     let (response, _) = handshake(
@@ -798,11 +776,10 @@ route = [{{ path = "/live", handler = "rooms" }}]
     assert_eq!(reply["recovered"], true, "{reply}");
 
     // Without an app server to keep tokens, a guarded `rooms` route is refused up front.
-    let lonely = "[[server]]\nname = \"edge\"\nkind = \"websocket\"\nport = 0\nroute = [{ path = \"/live\", handler = \"rooms\" }]\n";
-    let config = AppConfig::from_toml_str(lonely, None).expect("parses");
+    let config = AppConfig::from_toml_str(EDGE, None).expect("parses");
     let refused = wharf_app::app::AppParts::of(&config).expect_err("refused");
     assert!(refused.contains("auth.enabled = false"), "{refused}");
-    let open = AppConfig::from_toml_str(&format!("{lonely}[auth]\nenabled = false\n"), None)
+    let open = AppConfig::from_toml_str(&format!("{EDGE}[auth]\nenabled = false\n"), None)
         .expect("parses");
     assert!(wharf_app::app::AppParts::of(&open).is_ok());
 }

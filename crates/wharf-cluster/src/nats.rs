@@ -29,23 +29,28 @@ pub struct NatsBackplane {
     ttl: Duration,
 }
 
+/// `prefix` as part of a JetStream stream name, which allows only letters, digits, `-` and
+/// `_`: anything else becomes `_` (`"wharf.eu"` → `"wharf_eu"`).
+pub(crate) fn stream_token(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl NatsBackplane {
     /// A backplane for the NATS server at `url`; subjects start with `prefix`, and presence
     /// lives in the stream `KV_<prefix>_presence` with entries that expire after `ttl`.
     pub fn new(url: &str, prefix: &str, ttl: Duration) -> NatsBackplane {
-        let safe: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         NatsBackplane {
             url: url.to_owned(),
-            bucket: format!("{safe}_presence"),
+            bucket: format!("{}_presence", stream_token(prefix)),
             ttl,
         }
     }

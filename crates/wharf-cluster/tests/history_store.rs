@@ -6,7 +6,6 @@
 //! deleted) and restart (a private `redis-server` / `nats-server` stopped and started).
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -118,18 +117,9 @@ impl Store {
 
     /// The NATS stream's name for this prefix.
     fn nats_stream(&self) -> String {
-        let safe: String = self
-            .prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{safe}_history")
+        NatsHistory::new(&self.url, &self.prefix)
+            .stream()
+            .to_owned()
     }
 
     async fn delete_nats_stream(&self) {
@@ -610,100 +600,16 @@ async fn nats_a_deleted_stream_gives_a_new_epoch() {
 }
 
 // ---------------------------------------------------------------------------------------
-// a private engine, stopped and started
+// a private engine, stopped and started: the one the app's tests use
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../wharf-app/tests/common/engine.rs"]
+mod private_engine;
 
-/// A private Redis or NATS server on a free port, keeping nothing on disk across restarts.
-struct Private {
-    kind: &'static str,
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Private {
-    fn start(kind: &'static str) -> Private {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("wharf-history-{}-{port}", std::process::id()));
-        let mut private = Private {
-            kind,
-            port,
-            dir,
-            child: None,
-        };
-        private.up();
-        private
-    }
-
-    fn url(&self) -> String {
-        format!("{}://127.0.0.1:{}", self.kind, self.port)
-    }
-
-    fn up(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        std::fs::create_dir_all(&self.dir).expect("a temp dir");
-        let port = self.port.to_string();
-        let mut command = if self.kind == "redis" {
-            let mut c = Command::new("redis-server");
-            c.args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir);
-            c
-        } else {
-            let mut c = Command::new("/usr/sbin/nats-server");
-            c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-                .arg(&self.dir);
-            c
-        };
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start a private {} server: {e}", self.kind));
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{} did not start",
-                self.kind
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use private_engine::{Engine as PrivateEngine, free_port};
 
 async fn a_restarted_engine_is_unavailable_then_a_new_epoch(kind: &'static str) {
-    let mut engine = Private::start(kind);
+    let mut engine = PrivateEngine::start(kind);
     let which = if kind == "redis" {
         Engine::Redis
     } else {
@@ -743,7 +649,7 @@ async fn a_restarted_engine_is_unavailable_then_a_new_epoch(kind: &'static str) 
         );
     }
 
-    engine.up();
+    engine.flush_restart();
     let start = Instant::now();
     let next = loop {
         match s
@@ -781,7 +687,7 @@ async fn nats_a_restarted_engine_is_unavailable_then_a_new_epoch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_flushall_gives_a_new_epoch() {
-    let engine = Private::start("redis");
+    let engine = PrivateEngine::start("redis");
     let s = Store::at(Engine::Redis, &engine.url(), "flushall");
     let flush = async {
         let client = ::redis::Client::open(engine.url()).expect("url");
@@ -873,152 +779,4 @@ fn the_store_follows_the_backplane_scheme() {
     assert_eq!(store.engine(), "nats");
     config.backplane = Some("kafka://x".into());
     assert!(wharf_cluster::history_store(&config).is_err());
-}
-
-// ---------------------------------------------------------------------------------------
-// measurement (not a check): `cargo nextest run -p wharf-cluster --run-ignored only
-// --no-capture memory_per_stored_message`
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, printed; run by hand"]
-async fn memory_per_stored_message() {
-    const N: usize = 10_000;
-    let payload = Message::binary(vec![b'x'; 64]);
-    let p = policy(N, 3600);
-    {
-        // This process's RSS around 100,000 texts of 64 B in the memory store.
-        let store = MemoryHistory::new();
-        let many = policy(100_000, 3600);
-        let text = Message::text("y".repeat(64));
-        let before = rss_kib(std::process::id());
-        for _ in 0..100_000 {
-            store
-                .append("room", &text, &many, None)
-                .await
-                .expect("append");
-        }
-        let after = rss_kib(std::process::id());
-        let per = (after.saturating_sub(before) * 1024) as f64 / 100_000.0;
-        println!(
-            "memory: RSS +{per:.0} B per message ({} kept)",
-            store.stored()
-        );
-    }
-    for kind in ["redis", "nats"] {
-        let engine = Private::start(kind);
-        let pid = engine.child.as_ref().map_or(0, Child::id);
-        let which = if kind == "redis" {
-            Engine::Redis
-        } else {
-            Engine::Nats
-        };
-        let s = Store::at(which, &engine.url(), "memory");
-        // Create the stream / load the scripts first, so only the messages are counted.
-        s.store.read("warm", None, 1, &p).await.expect("read");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = rss_kib(pid);
-        for _ in 0..N {
-            s.store
-                .append("room", &payload, &p, None)
-                .await
-                .expect("append");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = rss_kib(pid);
-        let rss = (after.saturating_sub(before) * 1024) as f64 / N as f64;
-        if kind == "redis" {
-            let client = ::redis::Client::open(engine.url()).expect("url");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis");
-            let key = format!("{}:history:room", s.prefix);
-            let usage: u64 = ::redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(&mut conn)
-                .await
-                .expect("memory usage");
-            println!(
-                "redis: MEMORY USAGE {} B per message; RSS +{rss:.0} B per message",
-                usage / N as u64
-            );
-        } else {
-            let client = async_nats::connect(engine.url()).await.expect("nats");
-            let reply = client
-                .request(
-                    format!("$JS.API.STREAM.INFO.{}", s.nats_stream()),
-                    "".into(),
-                )
-                .await
-                .expect("info");
-            let info: serde_json::Value = serde_json::from_slice(&reply.payload).expect("json");
-            let bytes = info["state"]["bytes"].as_u64().unwrap_or(0);
-            println!(
-                "nats: stream state.bytes {} B per message; RSS +{rss:.0} B per message",
-                bytes / N as u64
-            );
-        }
-    }
-}
-
-/// Appends per second on each engine, one appender and 8 concurrent ones in one room (the
-/// machine's engines; the test profile, so the client side is unoptimised).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, printed; run by hand"]
-async fn appends_per_second() {
-    const N: usize = 2_000;
-    for engine in [Engine::Memory, Engine::Redis, Engine::Nats] {
-        let s = Store::new(engine, "rate");
-        let p = policy(1000, 60);
-        let m = Message::binary(vec![b'x'; 64]);
-        let started = Instant::now();
-        for _ in 0..N {
-            s.store.append("room", &m, &p, None).await.expect("append");
-        }
-        let one = N as f64 / started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let (store, m, p) = (s.store.clone(), m.clone(), p.clone());
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..N / 8 {
-                    store.append("room", &m, &p, None).await.expect("append");
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        let eight = N as f64 / started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        for _ in 0..200 {
-            s.read("room", None, 100, &p).await;
-        }
-        let reads = 200.0 / started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        for _ in 0..200 {
-            s.read("room", None, 4, &p).await;
-        }
-        let small = 200.0 / started.elapsed().as_secs_f64();
-        println!(
-            "{engine:?}: {one:.0} appends/s alone, {eight:.0}/s with 8 appenders, \
-             {reads:.0} reads of 100/s, {small:.0} reads of 4/s"
-        );
-        s.done().await;
-    }
 }

@@ -81,6 +81,11 @@ impl Engine {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the process.
     pub fn down(&mut self) {
         if let Some(mut child) = self.child.take() {

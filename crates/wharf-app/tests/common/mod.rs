@@ -28,6 +28,8 @@ pub const API_KEY: &str = "test-api-key-0123456789";
 pub struct TestApp {
     pub ws: SocketAddr,
     pub http: SocketAddr,
+    /// Every server's address, by name (the two above and any `extra` adds).
+    pub addrs: std::collections::HashMap<String, SocketAddr>,
     pub store: UserStore,
     pub tokens: Arc<Tokens>,
     pub _dir: tempfile::TempDir,
@@ -74,10 +76,14 @@ route = [{{ path = "/echo", handler = "echo" }}]
         .expect("bind");
     let ws = bound.local_addr("ws").expect("ws addr");
     let http = bound.local_addr("http").expect("http addr");
+    let addrs = (config.server.servers.iter())
+        .filter_map(|s| Some((s.name.clone(), bound.local_addr(&s.name)?)))
+        .collect();
     tokio::spawn(bound.serve(std::future::pending()));
     TestApp {
         ws,
         http,
+        addrs,
         store,
         tokens,
         _dir: dir,

@@ -256,19 +256,9 @@ impl NatsHistory {
     /// A store for the NATS server at `url`, in the stream `<prefix>_history` under the
     /// subjects `<prefix>.history.>`. Nothing connects yet.
     pub fn new(url: &str, prefix: &str) -> NatsHistory {
-        let safe: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         NatsHistory {
             url: url.to_owned(),
-            stream: format!("{safe}_history"),
+            stream: format!("{}_history", crate::nats::stream_token(prefix)),
             subjects: format!("{prefix}.history"),
             client: Mutex::new(None),
             limits: std::sync::Mutex::new(None),
