@@ -145,67 +145,50 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
         }
     }
     let deadline = Instant::now() + options.settle;
+    let mut stuck: Option<(String, Option<Position>)> = None;
     loop {
-        let behind = progress
+        let behind: Vec<(usize, String, Option<Position>)> = progress
             .iter()
-            .filter(|(room, last)| {
+            .enumerate()
+            .filter_map(|(i, (room, last))| {
                 let last = lock(last).clone();
-                tops.get(room.as_str()).is_some_and(|top| match last {
-                    Some(last) => last.epoch() == top.epoch() && last.is_before(top),
-                    None => true,
-                })
+                let top = tops.get(room.as_str())?;
+                let behind = last
+                    .as_ref()
+                    .is_none_or(|l| l.epoch() == top.epoch() && l.is_before(top));
+                behind.then(|| (i, room.clone(), last))
             })
-            .count();
-        if behind == 0 || Instant::now() >= deadline {
-            if behind > 0 {
+            .collect();
+        if behind.is_empty() || Instant::now() >= deadline {
+            if !behind.is_empty() {
                 eprintln!(
-                    "recovery-check: {behind} subscriptions still behind after {:?}",
+                    "recovery-check: {} subscriptions still behind after {:?}",
+                    behind.len(),
                     options.settle
                 );
-                for (i, (room, last)) in progress.iter().enumerate() {
-                    let last = lock(last).clone();
-                    let Some(top) = tops.get(room.as_str()) else {
-                        continue;
-                    };
-                    if last
-                        .as_ref()
-                        .is_none_or(|l| l.epoch() == top.epoch() && l.is_before(top))
-                    {
-                        eprintln!(
-                            "recovery-check:   subscription {i} to {room}: at {last:?}, top {top}"
-                        );
-                        if i == first_behind(&progress, &tops) {
-                            probe(&ws, room, last).await;
-                            for (n, addr) in http.iter().enumerate() {
-                                let metrics =
-                                    match Api::new(*addr).request("GET", "/metrics", "").await {
-                                        Ok((_, body)) => body,
-                                        Err(e) => e.to_string(),
-                                    };
-                                let history: Vec<&str> = metrics
-                                    .lines()
-                                    .filter(|l| {
-                                        l.starts_with("wharf_history_") || l.contains("backplane")
-                                    })
-                                    .filter(|l| !l.starts_with('#'))
-                                    .collect();
-                                eprintln!(
-                                    "recovery-check:     node {} metrics: {history:?}",
-                                    n + 1
-                                );
-                            }
-                        }
-                    }
+                for (i, room, last) in &behind {
+                    let top = tops.get(room.as_str()).map(|t| t.to_string());
+                    eprintln!(
+                        "recovery-check:   subscription {i} to {room}: at {last:?}, top {top:?}"
+                    );
                 }
+                stuck = behind
+                    .into_iter()
+                    .next()
+                    .map(|(_, room, last)| (room, last));
             }
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The verdict is taken before any diagnosis publishes more.
     let _ = stop_tx.send(true);
     let mut records = Vec::new();
     for collector in collectors {
         records.push(collector.await?);
+    }
+    if let Some((room, last)) = stuck {
+        diagnose(&ws, &http, &room, last).await;
     }
     let reconnects = sessions.iter().map(|s| s.connects() - 1).sum();
     for session in &sessions {
@@ -225,26 +208,27 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
     })
 }
 
-/// The index of the first subscription behind its room's top.
-fn first_behind(
-    progress: &[(String, Arc<Mutex<Option<Position>>>)],
-    tops: &std::collections::HashMap<&str, &Position>,
-) -> usize {
-    progress
-        .iter()
-        .position(|(room, last)| {
-            let last = lock(last).clone();
-            tops.get(room.as_str()).is_some_and(|top| {
-                last.is_none_or(|l| l.epoch() == top.epoch() && l.is_before(top))
-            })
-        })
-        .unwrap_or(usize::MAX)
+/// For a run that failed: a fresh subscribe to a room left behind on each node, one live
+/// publication through each node, and the nodes' history and backplane counters.
+async fn diagnose(ws: &[SocketAddr], http: &[SocketAddr], room: &str, since: Option<Position>) {
+    probe(ws, http, room, since).await;
+    for (n, addr) in http.iter().enumerate() {
+        let metrics = match Api::new(*addr).request("GET", "/metrics", "").await {
+            Ok((_, body)) => body,
+            Err(e) => e.to_string(),
+        };
+        let counters: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("wharf_history_") || l.starts_with("wharf_backplane_"))
+            .collect();
+        eprintln!("recovery-check:     node {} metrics: {counters:?}", n + 1);
+    }
 }
 
 /// For a run that failed: what a fresh session gets on each node when it subscribes to
 /// `room` from `since` (tells a node that no longer receives the room from one that does
 /// not recover).
-async fn probe(ws: &[SocketAddr], room: &str, since: Option<Position>) {
+async fn probe(ws: &[SocketAddr], http: &[SocketAddr], room: &str, since: Option<Position>) {
     for (n, addr) in ws.iter().enumerate() {
         let url = format!("ws://{addr}/wss/rooms");
         let Ok(session) = Rooms::connect(&url, RoomsConfig::default()).await else {
@@ -287,6 +271,22 @@ async fn probe(ws: &[SocketAddr], room: &str, since: Option<Position>) {
             sub.subscribed_at(),
             got.len()
         );
+        // Then one live publication through each node: does this node push it?
+        for (m, api) in http.iter().enumerate() {
+            let body = serde_json::json!({ "room": room, "text": "probe" }).to_string();
+            let published = Api::new(*api).request("POST", "/api/publish", &body).await;
+            let live = tokio::time::timeout(Duration::from_secs(2), sub.recv()).await;
+            eprintln!(
+                "recovery-check:     probe node {}: a publish through node {} ({:?}) pushed live: {:?}",
+                n + 1,
+                m + 1,
+                published.map(|(status, body)| format!("{status} {body}")),
+                live.map(|event| event.map(|e| match e {
+                    RoomEvent::Publication(p) => p.position.to_string(),
+                    other => format!("{other:?}"),
+                }))
+            );
+        }
         session.close().await;
     }
 }
