@@ -5,7 +5,7 @@
 //!
 //! The stream `<prefix>_history` (memory storage, like presence: a NATS restart is a new
 //! epoch, never stale data) holds the subjects `<prefix>.history.<room token>`; the token
-//! is the room name with every byte other than `A-Z a-z 0-9 - _` written `=XX` (see
+//! is the room name with every byte other than `A-Z a-z 0-9 - _` written `~XX` (see
 //! [`room_token`]), so `chat:*`, `a.b` or `café` are each one subject of their own. Each
 //! message carries its place in headers: `Wharf-Epoch`, `Wharf-Offset` and `Wharf-Kind`
 //! (`text` or `binary`); the payload is the message's bytes.
@@ -52,7 +52,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use wharf::Message;
-use wharf::cluster::BoxFuture;
+use wharf::cluster::{BoxFuture, room_token};
 use wharf::history::{
     Appended, HistoryError, HistoryPage, HistoryPolicy, HistoryStore, Position, Publication,
     completeness,
@@ -221,24 +221,6 @@ struct Stored {
 struct Got {
     stored: Stored,
     message: Option<Message>,
-}
-
-/// The subject token for a room: bytes outside `A-Z a-z 0-9 - _` become `=XX` (upper-case
-/// hex), so distinct rooms get distinct tokens and no token holds `.`, `*`, `>` or
-/// whitespace; the empty name is `=`.
-pub(crate) fn room_token(room: &str) -> String {
-    if room.is_empty() {
-        return "=".to_owned();
-    }
-    let mut token = String::with_capacity(room.len());
-    for b in room.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            token.push(char::from(b));
-        } else {
-            token.push_str(&format!("={b:02X}"));
-        }
-    }
-    token
 }
 
 /// Headers of a stored message, from the base64 `hdrs` of a `STREAM.MSG.GET` answer
@@ -725,30 +707,6 @@ impl HistoryStore for NatsHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn room_tokens_are_safe_and_distinct() {
-        let rooms = [
-            "", "=", "chat", "chat:*", "chat:>", "a.b", "a b", "a\tb", "café", "=3A", ":", "a_b",
-            "a-b", "A",
-        ];
-        let tokens: Vec<String> = rooms.iter().map(|r| room_token(r)).collect();
-        for (room, token) in rooms.iter().zip(&tokens) {
-            assert!(!token.is_empty(), "{room:?}");
-            assert!(
-                token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'='),
-                "{room:?} → {token}"
-            );
-        }
-        let mut unique = tokens.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), tokens.len(), "{tokens:?}");
-        assert_eq!(room_token("chat:*"), "chat=3A=2A");
-        assert_eq!(room_token("café"), "caf=C3=A9");
-    }
 
     #[test]
     fn headers_are_parsed() {

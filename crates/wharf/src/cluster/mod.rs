@@ -14,6 +14,7 @@
 mod listing;
 mod presence;
 mod runtime;
+mod token;
 mod wire;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ pub use presence::Member;
 pub(crate) use presence::NodePresence;
 pub(crate) use runtime::{AskTo, Cluster};
 pub use runtime::{BackplaneState, ClusterStats};
+pub use token::room_token;
 pub(crate) use wire::{Command, Outcome};
 
 /// A boxed future, as the [`Backplane`] traits return.

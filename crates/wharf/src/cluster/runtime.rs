@@ -214,9 +214,9 @@ impl Cluster {
     }
 
     /// The channel of `room`: `<prefix>.room.<room>`, the name escaped so that it is one
-    /// token on every engine (see [`escape_room`]).
+    /// token on every engine (see [`room_token`](super::room_token)).
     fn room_channel(&self, room: &str) -> String {
-        format!("{}.room.{}", self.prefix, escape_room(room))
+        format!("{}.room.{}", self.prefix, super::room_token(room))
     }
 
     async fn pick_node(&self, link: &dyn Link, wanted: u16) -> Result<u16, Error> {
@@ -640,24 +640,6 @@ impl Cluster {
     }
 }
 
-/// A room name as one channel or subject token: ASCII letters, digits, `-` and `_` stay, every
-/// other byte becomes `~` and two hex digits. One-to-one, so two rooms never share a channel.
-///
-/// NATS subjects cannot hold `.`, `*`, `>` or white space in a token; Redis takes any bytes,
-/// and the same name on both keeps the engines interchangeable.
-pub(crate) fn escape_room(room: &str) -> String {
-    let mut out = String::with_capacity(room.len());
-    for byte in room.bytes() {
-        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
-            out.push(byte as char);
-        } else {
-            out.push('~');
-            out.push_str(&format!("{byte:02X}"));
-        }
-    }
-    out
-}
-
 fn unreachable(engine: &str, url: &str, error: &BackplaneError) -> Error {
     Error::Backplane(format!(
         "cannot reach the cluster backplane ({engine}) at {url}: {error}. Start it, fix \
@@ -693,20 +675,4 @@ fn backoff(attempt: u32) -> Duration {
     // Full jitter on the upper half: between base/2 and base.
     let half = base / 2;
     half + half.mul_f64((random_u64() % 1000) as f64 / 1000.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_room;
-
-    #[test]
-    fn room_names_escape_one_to_one_into_one_token() {
-        assert_eq!(escape_room("lobby"), "lobby");
-        assert_eq!(escape_room("chat:1"), "chat~3A1");
-        assert_eq!(escape_room("a.b *>"), "a~2Eb~20~2A~3E");
-        assert_eq!(escape_room("~"), "~7E");
-        assert_eq!(escape_room("é"), "~C3~A9");
-        // `~` is escaped itself, so an escaped name never equals another name's escape.
-        assert_ne!(escape_room("~2E"), escape_room("."));
-    }
 }
