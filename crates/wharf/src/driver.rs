@@ -81,6 +81,8 @@ pub(crate) struct Driver<S> {
     ping_sent: Option<Instant>,
     /// `max_messages_per_sec`, when on.
     rate: Option<TokenBucket>,
+    /// When a shutdown with `[drain] spread` closes this connection (it is served till then).
+    drain_at: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -114,6 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             last_seen: Instant::now(),
             ping_sent: None,
             rate,
+            drain_at: None,
         }
     }
 
@@ -161,8 +164,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             let event = tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
-                    return End::Close(CloseCode::GOING_AWAY, "server shutting down".to_owned());
+                _ = shutdown.changed(), if self.drain_at.is_none() => {
+                    let delay = self.shared.drain.delay(self.conn.id().as_u64());
+                    if delay.is_zero() {
+                        return self.drained();
+                    }
+                    self.drain_at = Some(Instant::now() + delay);
+                    sleep.as_mut().reset(self.next_deadline().into());
+                    continue;
                 }
                 event = poll_fn(|cx| self.poll_io(cx)) => event,
                 () = &mut sleep => {
@@ -382,11 +391,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Some(sent) => sent + heartbeat.timeout,
             None => self.last_seen + heartbeat.interval,
         });
-        [idle, beat].into_iter().flatten().min().unwrap_or(far)
+        [idle, beat, self.drain_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
+    }
+
+    /// The close of a shutdown: `[drain]`'s code and reason.
+    fn drained(&self) -> End {
+        let drain = &self.shared.drain;
+        End::Close(CloseCode::new(drain.close_code), drain.reason.clone())
     }
 
     fn on_timer(&mut self) -> Option<End> {
         let now = Instant::now();
+        if self.drain_at.is_some_and(|at| now >= at) {
+            return Some(self.drained());
+        }
         let limits = &self.shared.limits;
         let heartbeat = &self.shared.heartbeat;
         if !limits.idle_timeout.is_zero() && now >= self.last_seen + limits.idle_timeout {

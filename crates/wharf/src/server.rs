@@ -235,6 +235,7 @@ impl ServerBuilder {
                         proxy: client_addr::ProxySettings::new(server),
                         tasks: tasks.clone(),
                         shutdown: shutdown_rx.clone(),
+                        drain: self.config.drain.clone(),
                     };
                     Listener::Websocket(Arc::new(shared))
                 }
@@ -348,8 +349,9 @@ impl BoundServer {
         self.sender.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes every connection with
-    /// 1001, runs every `on_close`, and returns once all are done or the drain timeout passed.
+    /// Serves until `shutdown` completes, then stops accepting, closes every connection (with
+    /// 1001, or as `[drain]` says: spread over a window, with its code and reason), runs every
+    /// `on_close`, and returns once all are done or the drain timeout passed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let mut servers = Vec::new();
         for (name, addr, listener, kind) in self.listeners {
@@ -412,6 +414,8 @@ pub(crate) struct ServerShared {
     pub(crate) proxy: client_addr::ProxySettings,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// How a shutdown closes its connections (`[drain]`).
+    pub(crate) drain: crate::config::DrainConfig,
 }
 
 impl ServerShared {

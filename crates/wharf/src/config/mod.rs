@@ -15,6 +15,7 @@
 //! ```
 
 mod compression;
+mod drain;
 mod history;
 mod proxy;
 mod units;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compression::Compression;
+pub use drain::DrainConfig;
 pub use history::{HistoryConfig, HistoryRule};
 pub use proxy::{ForwardedHeader, IpNet};
 pub(crate) use proxy::{canonical, is_private};
@@ -43,6 +45,9 @@ pub struct Config {
     /// and `on_close` before it gives up on them. Default: `"10s"`.
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
+    /// How a shutdown closes the connections: spread over a window, with which code and
+    /// reason (`[drain]`).
+    pub drain: DrainConfig,
     /// This node's id in a cluster (0–65535); it is part of every connection id. Default: 0,
     /// which with a backplane means "pick a free one at start".
     pub node_id: u16,
@@ -307,6 +312,7 @@ impl Default for Config {
                 ServerConfig::new("ws", ServerKind::Websocket, 9502).with_route("/echo", "echo"),
             ],
             drain_timeout: Duration::from_secs(10),
+            drain: DrainConfig::default(),
             node_id: 0,
             cluster: ClusterConfig::default(),
             rooms: RoomsConfig::default(),
@@ -466,6 +472,7 @@ impl Config {
     /// | `WHARF_<NAME>_PROXY_PROTOCOL` | its `proxy_protocol` (`true`/`false`) |
     /// | `WHARF_<NAME>_FORWARDED_HEADER` | its `forwarded_header` |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
+    /// | `WHARF_DRAIN_SPREAD` | `drain.spread` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
     /// | `WHARF_CLUSTER_PREFIX` | `cluster.prefix` |
@@ -497,6 +504,9 @@ impl Config {
         }
         if let Some(v) = var("WHARF_DRAIN_TIMEOUT") {
             self.drain_timeout = parse_duration(&v).map_err(|m| bad("WHARF_DRAIN_TIMEOUT", m))?;
+        }
+        if let Some(v) = var("WHARF_DRAIN_SPREAD") {
+            self.drain.spread = parse_duration(&v).map_err(|m| bad("WHARF_DRAIN_SPREAD", m))?;
         }
         if let Some(id) = parsed(&var, "WHARF_NODE_ID", "a number 0-65535")? {
             self.node_id = id;
@@ -587,6 +597,9 @@ impl Config {
         self.rooms
             .history
             .check()
+            .map_err(|(key, message)| key_err(key, message))?;
+        self.drain
+            .check(self.drain_timeout)
             .map_err(|(key, message)| key_err(key, message))?;
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
