@@ -1,7 +1,8 @@
 //! History rooms across real `wharf serve` nodes sharing Redis or NATS: publications
 //! through either node reach members of both in position order; a client whose node is
 //! SIGKILLed recovers on the other; an engine restarted empty starts a new epoch
-//! (`recovered: false`); a publish while the engine is down answers 503.
+//! (`recovered: false`); a publish while the engine is down answers 503; a publication
+//! stored while the backplane is still reconnecting reaches the other node's members anyway.
 //!
 //! The order and SIGKILL tests use the machine's Redis and NATS with a fresh prefix; the
 //! outage and flush tests a private engine on a free port.
@@ -289,4 +290,61 @@ async fn redis_an_engine_restarted_empty_gives_a_new_epoch_and_a_publish_while_d
 #[tokio::test]
 async fn nats_an_engine_restarted_empty_gives_a_new_epoch_and_a_publish_while_down_fails() {
     an_engine_restarted_empty_gives_a_new_epoch_and_a_publish_while_down_fails("nats").await;
+}
+
+/// After an engine restart the history store answers before the backplane is back (it
+/// reconnects with backoff): a publication made then is stored but not broadcast. The other
+/// node's member must still get it, though nothing is published after it (re-offered when
+/// the publisher's backplane is back, and re-read by the member's node when its own is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_stored_while_the_backplane_reconnects_reaches_the_other_node() {
+    let mut engine = Engine::start_persistent_redis();
+    let nodes = nodes(&config(&engine.url(), "hist-reoffer"), 2);
+    let mut member = open(nodes[1].ws, "/wss/rooms/q", 7).await;
+    member_on(nodes[1].http, "q", 1).await;
+    publish(nodes[0].http, "q", "one").await;
+    assert_eq!(
+        next_json(&mut member).await["text"]
+            .as_str()
+            .map(|t| t.contains("one")),
+        Some(true)
+    );
+
+    // Down long enough that the backplanes' reconnect backoff grows past a second.
+    engine.down();
+    let body = json!({ "room": "q", "text": "two" }).to_string();
+    let start = Instant::now();
+    while api(nodes[0].http, "POST", "/api/publish", &body)
+        .await
+        .status
+        != 503
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the engine never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    engine.up();
+    // The first publish the store takes; nothing is published after it.
+    let start = Instant::now();
+    let stored = loop {
+        let response = api(nodes[0].http, "POST", "/api/publish", &body).await;
+        if response.status == 200 {
+            break response.json();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never stored: {}",
+            response.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let got = next_json(&mut member).await;
+    assert_eq!(
+        got["position"], stored["position"],
+        "the member got it: {got}"
+    );
+    assert_eq!(offset(&got["position"]), 2);
 }

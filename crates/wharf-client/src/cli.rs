@@ -28,6 +28,8 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::{Client, ClientConfig, ClientError, ClientSender, Event, Message, connect};
 
+mod rooms;
+
 /// How to reach a server: the URL, handshake headers and TLS options. Shared by
 /// `wharf client` and `wharf bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -139,11 +141,16 @@ pub struct ClientArgs {
     /// Print every event as one JSON line (kind, data, timestamp)
     #[arg(long)]
     pub json: bool,
+    /// Follow this room with the rooms protocol (`wharf.rooms.v1`, URL path /wss/rooms;
+    /// repeatable): one line per publication (room, position, text) on stdout, recovery
+    /// notices on stderr; `--send` then publishes to the first room
+    #[arg(long = "room", value_name = "NAME")]
+    pub rooms: Vec<String>,
 }
 
 pub(crate) const EXIT_ERROR: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
-const EXIT_REFUSED: u8 = 3;
+pub(crate) const EXIT_REFUSED: u8 = 3;
 
 /// Runs the client described by `args` and returns the process exit code.
 pub async fn run(args: ClientArgs) -> ExitCode {
@@ -155,6 +162,9 @@ pub async fn run(args: ClientArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if !args.rooms.is_empty() {
+        return ExitCode::from(rooms::follow(&args, config, &out).await);
+    }
     let client = match connect(&args.connection.url, &config).await {
         Ok(client) => client,
         Err(e) => return out.failure(&e).into(),
@@ -322,10 +332,10 @@ async fn command(sender: &ClientSender, line: &str, out: &Printer) -> Result<boo
 }
 
 /// A failure's exit code.
-struct Failure(u8);
+pub(crate) struct Failure(u8);
 
 impl Failure {
-    fn into_code(self) -> u8 {
+    pub(crate) fn into_code(self) -> u8 {
         self.0
     }
 }
@@ -338,7 +348,7 @@ impl From<Failure> for ExitCode {
 
 /// Writes events to stdout (human or JSON lines) and errors to stderr.
 #[derive(Debug, Clone, Copy)]
-struct Printer {
+pub(crate) struct Printer {
     json: bool,
 }
 
@@ -353,7 +363,7 @@ impl Printer {
         }
     }
 
-    fn line(&self, kind: &str, data: &str, code: Option<u16>) {
+    pub(crate) fn line(&self, kind: &str, data: &str, code: Option<u16>) {
         let now = timestamp(SystemTime::now());
         let text = if self.json {
             let mut v = serde_json::json!({ "kind": kind, "data": data, "timestamp": now });
@@ -370,14 +380,14 @@ impl Printer {
         let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());
     }
 
-    fn error(&self, message: &str) {
+    pub(crate) fn error(&self, message: &str) {
         if self.json {
             self.line("error", message, None);
         }
         let _ = writeln!(std::io::stderr().lock(), "error: {message}");
     }
 
-    fn failure(&self, error: &ClientError) -> Failure {
+    pub(crate) fn failure(&self, error: &ClientError) -> Failure {
         match error {
             ClientError::Refused { status, body } => {
                 if self.json {
@@ -401,7 +411,7 @@ impl Printer {
     }
 }
 
-fn to_hex(data: &[u8]) -> String {
+pub(crate) fn to_hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -420,7 +430,7 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
-fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

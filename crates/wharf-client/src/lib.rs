@@ -3,7 +3,8 @@
 //! [`Client`] that sends [`Message`]s, receives [`Event`]s (pings are answered
 //! automatically), closes with a bounded wait for the server's reply and can be
 //! [`split`](Client::split) into halves for two tasks. [`Reconnecting`] adds
-//! exponential backoff with jitter and a hook run after every (re)connect, [`cli`] is the
+//! exponential backoff with jitter and a hook run after every (re)connect, [`rooms`] speaks
+//! the rooms protocol (subscriptions recovered across reconnects), [`cli`] is the
 //! `wharf client` command line and [`bench`] the `wharf bench` load generator.
 //!
 //! ```no_run
@@ -43,7 +44,8 @@
 //!
 //! `url` (parsing `ws://`/`wss://`), `transport` (TCP or rustls, as one enum), `handshake`
 //! (the HTTP upgrade), `client` ([`Client`] and its halves), `error` ([`ClientError`]),
-//! `reconnect` ([`Reconnecting`]), [`cli`] (`wharf client`), [`bench`] (`wharf bench`).
+//! `reconnect` ([`Reconnecting`]), [`rooms`] (the `wharf.rooms.v1` client), [`cli`]
+//! (`wharf client`), [`bench`] (`wharf bench`).
 
 pub mod bench;
 pub mod cli;
@@ -51,6 +53,7 @@ mod client;
 mod error;
 mod handshake;
 mod reconnect;
+pub mod rooms;
 mod transport;
 mod url;
 

@@ -19,6 +19,7 @@ fn args(url: String) -> ClientArgs {
         send: vec!["hello".into()],
         expect: Some(1),
         json: true,
+        ..ClientArgs::default()
     }
 }
 

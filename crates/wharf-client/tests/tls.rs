@@ -136,6 +136,7 @@ async fn cli_ca_file_and_server_name() -> TestResult {
         send: vec!["hi".into()],
         expect: Some(1),
         json: true,
+        ..ClientArgs::default()
     };
     let ok = bounded(run(args(Some(&pki.ca_pem), Some("wharf.test")))).await;
     assert_eq!(ok, ExitCode::SUCCESS);

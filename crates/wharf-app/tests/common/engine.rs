@@ -15,6 +15,8 @@ pub fn free_port() -> u16 {
 /// A private engine process; killed when dropped.
 pub struct Engine {
     kind: &'static str,
+    /// Redis only: an append-only file synced on every write, so a restart keeps the data.
+    persistent: bool,
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -23,8 +25,19 @@ pub struct Engine {
 impl Engine {
     /// Starts a `"redis"` or `"nats"` server (with JetStream) on a free port.
     pub fn start(kind: &'static str) -> Engine {
+        Engine::start_with(kind, false)
+    }
+
+    /// A Redis that keeps its data across [`down`](Self::down) and [`up`](Self::up)
+    /// (append-only, fsync always).
+    pub fn start_persistent_redis() -> Engine {
+        Engine::start_with("redis", true)
+    }
+
+    fn start_with(kind: &'static str, persistent: bool) -> Engine {
         let mut engine = Engine {
             kind,
+            persistent,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
@@ -44,6 +57,7 @@ impl Engine {
         let mut command = match self.kind {
             "redis" => {
                 let mut c = Command::new("redis-server");
+                let aof = if self.persistent { "yes" } else { "no" };
                 c.args([
                     "--port",
                     &port,
@@ -52,7 +66,9 @@ impl Engine {
                     "--save",
                     "",
                     "--appendonly",
-                    "no",
+                    aof,
+                    "--appendfsync",
+                    "always",
                 ]);
                 c.arg("--dir").arg(self.dir.path());
                 c

@@ -166,6 +166,8 @@ pub(crate) fn kind(error: &ClientError) -> String {
         ClientError::Certificate(_) => "certificate".into(),
         ClientError::Tls(_) => "tls".into(),
         ClientError::Closed => "closed".into(),
+        ClientError::Command { error, .. } => error.clone(),
+        ClientError::ConnectionLost => "connection_lost".into(),
     }
 }
 

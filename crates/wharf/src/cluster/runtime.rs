@@ -242,8 +242,9 @@ impl Cluster {
 
     /// Queues `command` for the nodes with members in `room`: only they subscribe to its
     /// channel.
-    pub(crate) fn publish_room(&self, room: &str, command: &Command) {
-        self.enqueue(self.room_channel(room).into(), command);
+    /// Returns false when it was dropped (the backplane is down or its queue full).
+    pub(crate) fn publish_room(&self, room: &str, command: &Command) -> bool {
+        self.enqueue(self.room_channel(room).into(), command)
     }
 
     /// Waits until this node's subscription to `room`'s channel is confirmed by the engine,
@@ -377,18 +378,16 @@ impl Cluster {
         self.enqueue(self.node_channel(node), command);
     }
 
-    fn enqueue(&self, channel: Arc<str>, command: &Command) {
-        if !self.connected.load(Ordering::Relaxed) {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self
-            .queue
-            .try_send((channel, command.encode(self.instance)))
-            .is_err()
-        {
+    /// Queues `command` on `channel`; false when it was dropped (and counted).
+    fn enqueue(&self, channel: Arc<str>, command: &Command) -> bool {
+        let queued = self.connected.load(Ordering::Relaxed)
+            && (self.queue)
+                .try_send((channel, command.encode(self.instance)))
+                .is_ok();
+        if !queued {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// Local rooms or users changed: refresh this node's presence soon.
@@ -491,6 +490,8 @@ impl Cluster {
                     .clear();
                 self.set_link(Some(link));
                 self.mark_dirty();
+                // What history rooms missed while the link was down: re-offered and re-read.
+                sender.history_hub().backplane_connected();
                 attempt = 0;
                 let error = loop {
                     tokio::select! {

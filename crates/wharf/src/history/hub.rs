@@ -90,6 +90,10 @@ pub(crate) struct HistoryState {
     store: OnceLock<Arc<dyn HistoryStore>>,
     envelope: OnceLock<Envelope>,
     rooms: Named<Arc<Mutex<RoomSeq>>>,
+    /// Per room, the latest publication this node stored whose broadcast the backplane
+    /// dropped (it was down): sent again once it is back (see
+    /// [`HistoryHub::backplane_connected`]).
+    unsent: Mutex<std::collections::HashMap<Arc<str>, Publication>>,
     pub(super) counters: Arc<HistoryCounters>,
 }
 
@@ -100,6 +104,7 @@ impl HistoryState {
             store: OnceLock::new(),
             envelope: OnceLock::new(),
             rooms: Named::new(),
+            unsent: Mutex::default(),
             counters,
         }
     }
@@ -150,6 +155,21 @@ impl HistoryState {
             .or_default()
             .clone()
     }
+}
+
+/// The command that carries `publication` to the other nodes.
+fn broadcast(room: &str, publication: &Publication) -> Command {
+    Command::Publication {
+        room: room.to_owned(),
+        position: publication.position.clone(),
+        message: publication.message.clone(),
+    }
+}
+
+fn lock_unsent(
+    state: &HistoryState,
+) -> MutexGuard<'_, std::collections::HashMap<Arc<str>, Publication>> {
+    state.unsent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(super) fn lock(seq: &Mutex<RoomSeq>) -> MutexGuard<'_, RoomSeq> {
@@ -251,14 +271,10 @@ impl HistoryHub {
         let publication = Publication::new(appended.position.clone(), message);
         let delivered_local = self.offer(room, publication.clone());
         if let Some(cluster) = self.sender.cluster() {
-            cluster.publish_room(
-                room,
-                &Command::Publication {
-                    room: room.to_owned(),
-                    position: publication.position,
-                    message: publication.message,
-                },
-            );
+            if !cluster.publish_room(room, &broadcast(room, &publication)) {
+                // Stored but not broadcast: the other nodes learn of it when it is re-offered.
+                lock_unsent(state).insert(room.into(), publication);
+            }
         }
         Ok(Published {
             position: appended.position,
@@ -362,6 +378,61 @@ impl HistoryHub {
             self.arm_gap(room);
         }
         offered.delivered
+    }
+
+    /// The backplane is (re)connected. Publications this node stored while it was down were
+    /// not broadcast: the latest of each room is offered again, so the other nodes' sequencers
+    /// see the gap and fill it from the store. And what other nodes broadcast meanwhile did
+    /// not arrive here: each room with local members re-reads its top once this node's
+    /// subscription to it is back, and fills its own gap. Without this a room that goes quiet
+    /// right after an outage would leave members waiting for its next publication.
+    pub(crate) fn backplane_connected(&self) {
+        let Some(cluster) = self.sender.cluster() else {
+            return;
+        };
+        let unsent = std::mem::take(&mut *lock_unsent(self.state()));
+        for (room, publication) in unsent {
+            if !cluster.publish_room(&room, &broadcast(&room, &publication)) {
+                lock_unsent(self.state()).insert(room, publication);
+            }
+        }
+        let mut rooms = Vec::new();
+        self.state().rooms.each(|room, _| rooms.push(room.clone()));
+        for room in rooms {
+            let hub = self.clone();
+            spawn(async move { hub.recheck_top(&room).await });
+        }
+    }
+
+    /// Offers `room`'s latest stored publication to its sequencer (a duplicate is dropped;
+    /// one ahead opens a gap, filled from the store). The store may itself still be
+    /// reconnecting: a failed read is retried a few times.
+    async fn recheck_top(&self, room: &str) {
+        let Some(policy) = self.policy(room) else {
+            return;
+        };
+        self.sender.room_ready(room, GAP_WAIT * 8).await;
+        let store = self.state().store();
+        for attempt in 1..=GAP_RETRIES * 2 {
+            let latest = match store.read(room, None, 0, &policy).await {
+                Ok(page) if page.top.offset == 0 => return,
+                Ok(page) => {
+                    let before = Position::new(page.top.epoch.clone(), page.top.offset - 1);
+                    store.read(room, Some(&before), 1, &policy).await
+                }
+                Err(e) => Err(e),
+            };
+            match latest {
+                Ok(page) => {
+                    for publication in page.publications {
+                        self.offer(room, publication);
+                    }
+                    return;
+                }
+                Err(e) => self.store_failed(&e),
+            }
+            tokio::time::sleep(GAP_WAIT * attempt).await;
+        }
     }
 
     /// Reads the room's top and starts its sequencer there (a member joined with no position).
