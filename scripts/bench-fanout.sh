@@ -23,13 +23,8 @@ LOAD=$TARGET/release/examples/fanout
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# node NAME BACKPLANE: starts a node in the background; writes "WS_PORT HTTP_PORT" to
-# $work/NAME.ports once its HTTP port answers.
-node() {
-  start_wharf "$work/$1" JWT_OPEN=false WHARF_API_KEY=$KEY WHARF_CLUSTER_BACKPLANE="$2" \
-    WHARF_CLUSTER_PREFIX="bench$$" WHARF_WS_MAX_CONNECTIONS_PER_IP=0 -- taskset -c 0
-  echo "$WS_PORT $HTTP_PORT" >"$work/$1.ports"
-}
+# node NAME BACKPLANE: see bench_node in scripts/lib.sh.
+node() { bench_node "$work" "$1" "$2" "$KEY"; }
 
 load() {
   taskset -c 1 "$LOAD" --ws "$1" --http "127.0.0.1:$2" --api-key "$KEY" \

@@ -22,12 +22,8 @@ LOAD=$OUT/examples/rooms_fanout
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# node NAME BACKPLANE: a node with auth off and the built-in history for `demo:*` rooms.
-node() {
-  start_wharf "$work/$1" JWT_OPEN=false WHARF_API_KEY=$KEY WHARF_CLUSTER_BACKPLANE="$2" \
-    WHARF_CLUSTER_PREFIX="bench$$" WHARF_WS_MAX_CONNECTIONS_PER_IP=0 -- taskset -c 0
-  echo "$WS_PORT $HTTP_PORT" >"$work/$1.ports"
-}
+# node NAME BACKPLANE: see bench_node in scripts/lib.sh.
+node() { bench_node "$work" "$1" "$2" "$KEY"; }
 
 load() {
   taskset -c 1 "$LOAD" --ws "$1" --http "127.0.0.1:$2" --api-key "$KEY" \

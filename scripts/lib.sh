@@ -71,3 +71,12 @@ start_wharf() {
   SERVER_PID=$!
   wait_for_health "$HTTP_PORT"
 }
+
+# bench_node DIR NAME BACKPLANE KEY: a benchmark node on core 0 (auth off, the API key KEY,
+# no per-address cap, the cluster prefix of this run), started in the background; writes
+# "WS_PORT HTTP_PORT" to DIR/NAME.ports.
+bench_node() {
+  start_wharf "$1/$2" JWT_OPEN=false WHARF_API_KEY="$4" WHARF_CLUSTER_BACKPLANE="$3" \
+    WHARF_CLUSTER_PREFIX="bench$$" WHARF_WS_MAX_CONNECTIONS_PER_IP=0 -- taskset -c 0
+  echo "$WS_PORT $HTTP_PORT" >"$1/$2.ports"
+}

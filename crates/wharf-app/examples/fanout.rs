@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use wharf_client::{ClientConfig, Event, connect};
+
+#[path = "support/api.rs"]
+mod api;
 
 #[derive(Parser)]
 struct Args {
@@ -159,26 +160,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One HTTP/1.1 request to the API; its JSON answer.
+/// One request to the API of `args`.
 async fn request(
     args: &Args,
     method: &str,
     path: &str,
     body: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut stream = TcpStream::connect(&args.http).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-Api-Key: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        args.http,
-        args.api_key,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (status, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    anyhow::ensure!(status.contains(" 200 "), "{method} {path}: {status} {rest}");
-    Ok(serde_json::from_str(rest)?)
+    api::request(&args.http, &args.api_key, method, path, body).await
 }
