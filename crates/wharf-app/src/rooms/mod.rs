@@ -24,7 +24,6 @@ pub mod session;
 use serde_json::{Value, json};
 use wharf::{CloseCode, Conn, Handler, HandlerError, Message, Route};
 
-use self::command::Violation;
 use crate::api::error::ApiError;
 use crate::config::RoomsProtocolConfig;
 
@@ -75,7 +74,7 @@ impl Handler for Rooms {
         };
         let reply = match command::parse(&text) {
             Err(violation) => {
-                close(conn, violation);
+                conn.close(PROTOCOL_VIOLATION, violation.reason());
                 return Ok(());
             }
             Ok(Err((id, error))) => error_reply(id, error),
@@ -90,10 +89,6 @@ impl Handler for Rooms {
         conn.send(reply.to_string())?;
         Ok(())
     }
-}
-
-fn close(conn: &Conn, violation: Violation) {
-    conn.close(PROTOCOL_VIOLATION, violation.reason());
 }
 
 /// `{"id", "code", "error", "msg"}`.

@@ -271,9 +271,20 @@ impl HistoryHub {
         let publication = Publication::new(appended.position.clone(), message);
         let delivered_local = self.offer(room, publication.clone());
         if let Some(cluster) = self.sender.cluster() {
-            if !cluster.publish_room(room, &broadcast(room, &publication)) {
-                // Stored but not broadcast: the other nodes learn of it when it is re-offered.
-                lock_unsent(state).insert(room.into(), publication);
+            let command = Command::Publication {
+                room: room.to_owned(),
+                position: publication.position,
+                message: publication.message,
+            };
+            if !cluster.publish_room(room, &command) {
+                // Stored but not broadcast: the other nodes learn of it when it is re-offered
+                // (kept from the command, so the hot path copies the message only once).
+                if let Command::Publication {
+                    position, message, ..
+                } = command
+                {
+                    lock_unsent(state).insert(room.into(), Publication::new(position, message));
+                }
             }
         }
         Ok(Published {
