@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use wharf::config::ServerKind;
+use wharf::handover::Inherited;
 use wharf::{BoundServer, Route, Router, Server, ServerBuilder};
 
 use crate::api::{self, ApiState};
@@ -161,10 +162,18 @@ fn take_rooms_mounts(config: &wharf::Config) -> (wharf::Config, Vec<RoomsMount>)
 }
 
 /// The core servers from the config with the cluster backplane and the config file's `rooms`
-/// routes (behind `guard`, when given), before the app's routes.
-fn core_builder(config: &AppConfig, guard: Option<&Guard>) -> Result<ServerBuilder, wharf::Error> {
+/// routes (behind `guard`, when given), before the app's routes; on the sockets of a
+/// predecessor when `inherited` is given.
+fn core_builder(
+    config: &AppConfig,
+    guard: Option<&Guard>,
+    inherited: Option<&mut Inherited>,
+) -> Result<ServerBuilder, wharf::Error> {
     let (core, mounts) = take_rooms_mounts(&config.server);
     let mut builder = Server::builder(core).history_envelope(crate::api::history::envelope);
+    if let Some(inherited) = inherited {
+        builder = builder.inherit(inherited);
+    }
     for mount in mounts {
         let mut route = Rooms::new(config.rooms_protocol.clone())
             .route()
@@ -192,8 +201,16 @@ fn core_builder(config: &AppConfig, guard: Option<&Guard>) -> Result<ServerBuild
 /// store, no keys): what `wharf serve` runs when the config has neither the app's http nor
 /// its ws server.
 pub async fn bind_core(config: &AppConfig) -> Result<BoundServer, wharf::Error> {
+    bind_core_with(config, None).await
+}
+
+/// As [`bind_core`], on a predecessor's sockets when `inherited` is given (a live upgrade).
+pub async fn bind_core_with(
+    config: &AppConfig,
+    inherited: Option<&mut Inherited>,
+) -> Result<BoundServer, wharf::Error> {
     // `AppParts::of` refused `rooms` routes with auth on: no guard is needed here.
-    core_builder(config, None)?.bind().await
+    core_builder(config, None, inherited)?.bind().await
 }
 
 /// Binds every configured server with the app's routes; serve it with
@@ -207,9 +224,20 @@ pub async fn bind(
     store: UserStore,
     tokens: Arc<Tokens>,
 ) -> Result<BoundServer, wharf::Error> {
+    bind_with(config, store, tokens, None).await
+}
+
+/// As [`bind`], on a predecessor's sockets when `inherited` is given (a live upgrade:
+/// [`wharf::handover`]).
+pub async fn bind_with(
+    config: &AppConfig,
+    store: UserStore,
+    tokens: Arc<Tokens>,
+    inherited: Option<&mut Inherited>,
+) -> Result<BoundServer, wharf::Error> {
     let parts = AppParts::of(config).map_err(wharf::Error::Setup)?;
     let guard = Guard::new(tokens.clone(), config.auth.clone());
-    let mut builder = core_builder(config, Some(&guard))?;
+    let mut builder = core_builder(config, Some(&guard), inherited)?;
     let sender = builder.sender();
     let admin = AdminGuard::new(config.api.key.clone(), tokens.clone());
     let feed = Feed::new(store.clone(), known_routes(config));

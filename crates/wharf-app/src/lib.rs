@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod feed;
 pub mod logging;
@@ -15,6 +16,7 @@ pub mod rooms;
 pub mod serve;
 pub mod setup;
 pub mod tokens;
+pub mod upgrade;
 pub mod users;
 pub mod web;
 

@@ -38,6 +38,10 @@ enum Command {
         #[arg(long)]
         allow_local_only: bool,
     },
+    /// Hand the running `wharf serve` of this data directory over to a new process (the
+    /// binary it was started from, same arguments) without closing its ports; see
+    /// docs/operations.md.
+    Upgrade,
     /// Manage the users store (DATABASE_URL, else wharf.db in WHARF_DATA_DIR).
     User {
         #[command(subcommand)]
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
                 create_demo_user,
                 allow_local_only,
             } => wharf_app::serve::run(config, create_demo_user, allow_local_only).await,
+            Command::Upgrade => wharf_app::cli::upgrade::run(config).await,
             Command::User { command } => match command {
                 UserCommand::Add { account } => wharf_app::cli::user::add(config, &account).await,
                 UserCommand::List => wharf_app::cli::user::list(config).await,

@@ -1,15 +1,24 @@
 //! `wharf serve`: load the config, open the users store and the token keys, build the
-//! servers, run until SIGINT/SIGTERM.
+//! servers, run until SIGINT/SIGTERM, or until a successor took over (SIGUSR2 or `wharf
+//! upgrade`: [`crate::upgrade`]).
+//!
+//! Started as a successor (`WHARF_HANDOVER` set), it loads and checks its config first
+//! (a bad one exits 2 before anything moves), then takes its predecessor's listening
+//! sockets, opens the store and keys, binds on them, and confirms; only then does it serve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tracing::{info, warn};
+use wharf::handover::Inherited;
+use wharf::server::Stop;
 
 use crate::app::AppParts;
 use crate::config::AppConfig;
+use crate::control::{self, ControlSocket};
 use crate::setup::{is_config_error, open_store, open_tokens};
 use crate::users::UserStore;
 
@@ -25,6 +34,7 @@ pub async fn run(
     create_demo_user: bool,
     allow_local_only: bool,
 ) -> ExitCode {
+    let program = crate::upgrade::startup_program();
     let mut config = match AppConfig::load(config_path, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -45,15 +55,28 @@ pub async fn run(
         }
     };
     log_parts(&config, parts);
-    if !parts.any() {
-        return match crate::app::bind_core(&config).await {
-            Ok(bound) => serve(bound).await,
-            Err(e) => bind_failed(&e),
+    // A successor takes its predecessor's sockets only now that its config has loaded.
+    let timeout = config.server.handover.timeout;
+    let mut inherited =
+        match tokio::task::spawn_blocking(move || Inherited::from_env(timeout)).await {
+            Ok(Ok(inherited)) => inherited,
+            Ok(Err(e)) => {
+                eprintln!("wharf: handover: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("wharf: handover: {e}");
+                return ExitCode::FAILURE;
+            }
         };
+    if !parts.any() {
+        let bound = crate::app::bind_core_with(&config, inherited.as_mut()).await;
+        return start(bound, inherited, &config, program).await;
     }
     let store = match open_store(&config).await {
         Ok(store) => store,
         Err(e) => {
+            give_up(inherited, &format!("users store: {e}"));
             eprintln!("wharf: users store: {e}");
             return ExitCode::FAILURE;
         }
@@ -61,35 +84,144 @@ pub async fn run(
     let tokens = match open_tokens(&config) {
         Ok(tokens) => tokens,
         Err(e) if is_config_error(&e) => {
+            give_up(inherited, &format!("bad configuration: [jwt]: {e}"));
             eprintln!("wharf: bad configuration: [jwt]: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
         Err(e) => {
+            give_up(inherited, &format!("JWT keys: {e}"));
             eprintln!("wharf: JWT keys: {e}");
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = first_start(&store, create_demo_user).await {
+        give_up(inherited, &format!("users store: {e}"));
         eprintln!("wharf: users store: {e}");
         return ExitCode::FAILURE;
     }
     if !config.auth.enabled {
         warn!("handshake auth is off (auth.enabled = false or JWT_OPEN=false)");
     }
-    match crate::app::bind(&config, store, tokens).await {
-        Ok(bound) => serve(bound).await,
-        Err(e) => bind_failed(&e),
+    let bound = crate::app::bind_with(&config, store, tokens, inherited.as_mut()).await;
+    start(bound, inherited, &config, program).await
+}
+
+/// Tells a predecessor, if any, that this successor cannot serve.
+fn give_up(inherited: Option<Inherited>, why: &str) {
+    if let Some(inherited) = inherited {
+        inherited.refuse(why);
     }
 }
 
-async fn serve(bound: wharf::BoundServer) -> ExitCode {
-    match bound.serve(wharf::shutdown_signal()).await {
+/// Opens (or takes over) the control socket, confirms a handover, then serves until a
+/// shutdown or a handover to a successor.
+async fn start(
+    bound: Result<wharf::BoundServer, wharf::Error>,
+    mut inherited: Option<Inherited>,
+    config: &AppConfig,
+    program: PathBuf,
+) -> ExitCode {
+    let bound = match bound {
+        Ok(bound) => bound,
+        Err(e) => {
+            give_up(inherited, &e.to_string());
+            return bind_failed(&e);
+        }
+    };
+    let data_dir = config.data_dir();
+    let path = control::socket_path(&data_dir);
+    let handed = inherited
+        .as_mut()
+        .and_then(|i| i.take_unix(control::HANDOVER_NAME));
+    let socket = match handed {
+        Some(listener) => ControlSocket::from_std(listener, &path).map_err(|e| e.to_string()),
+        None => ControlSocket::open(&path),
+    };
+    let socket = socket
+        .inspect_err(|e| {
+            warn!("no control socket ({e}): `wharf upgrade` is off, SIGUSR2 still works")
+        })
+        .ok();
+    if let Some(inherited) = inherited {
+        // Config loaded, store and keys open, servers bound on the predecessor's sockets,
+        // cluster joined: healthy. The predecessor stops accepting once it has this.
+        match tokio::task::spawn_blocking(move || inherited.confirm()).await {
+            Ok(Ok(())) => info!(
+                pid = std::process::id(),
+                "handover confirmed: this process serves"
+            ),
+            Ok(Err(e)) => return handover_failed(&e),
+            Err(e) => return handover_failed(&e),
+        }
+    }
+    let upgrader = bound.upgrader();
+    let upgrades = match crate::upgrade::Upgrades::new(
+        upgrader.clone(),
+        program,
+        &data_dir,
+        socket.as_ref(),
+    ) {
+        Ok(upgrades) => Arc::new(upgrades),
+        Err(e) => {
+            eprintln!("wharf: upgrades: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sigusr2 = tokio::spawn(upgrades.clone().on_sigusr2());
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let control = socket.map(|socket| {
+        let run = {
+            let upgrades = upgrades.clone();
+            move || {
+                let upgrades = upgrades.clone();
+                async move { upgrades.run().await.map_err(|e| e.to_string()) }
+            }
+        };
+        let handed_over = upgrader.clone();
+        let mut done = done.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                tokio::select! {
+                    () = handed_over.handed_over() => {}
+                    _ = done.wait_for(|d| *d) => {}
+                }
+            };
+            control::serve(&socket, run, stop).await;
+            socket
+        })
+    });
+    let stop = {
+        let upgrader = upgrader.clone();
+        async move {
+            tokio::select! {
+                () = wharf::shutdown_signal() => Stop::Shutdown,
+                () = upgrader.handed_over() => Stop::HandedOver,
+            }
+        }
+    };
+    let served = bound.serve_until(stop).await;
+    done_tx.send_replace(true);
+    sigusr2.abort();
+    if let Some(control) = control {
+        if let Ok(socket) = control.await {
+            // After a handover the successor answers on it: the file stays.
+            if !upgrader.is_handed_over() {
+                socket.remove();
+            }
+        }
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wharf: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn handover_failed(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("wharf: handover: {error}; the predecessor keeps serving");
+    ExitCode::FAILURE
 }
 
 fn bind_failed(error: &wharf::Error) -> ExitCode {

@@ -74,6 +74,10 @@ pub(crate) struct DriverSettings {
     pub(crate) error_handler: Arc<dyn ErrorHandler>,
     /// How a shutdown closes the connection (`[drain]`).
     pub(crate) drain: crate::config::DrainConfig,
+    /// The close reason when the process handed over (`[handover] reason`, with 1012).
+    pub(crate) handover_reason: String,
+    /// Why the server stopped; set before the shutdown is announced.
+    pub(crate) stop: Arc<std::sync::OnceLock<crate::server::Stop>>,
 }
 
 impl DriverSettings {
@@ -424,8 +428,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .unwrap_or(far)
     }
 
-    /// The close of a shutdown: `[drain]`'s code and reason.
+    /// The close of a shutdown: `[drain]`'s code and reason, or 1012 and `[handover]
+    /// reason` when a successor took over (this connection cannot move to it).
     fn drained(&self) -> End {
+        if self.settings.stop.get() == Some(&crate::server::Stop::HandedOver) {
+            self.conn.sender().counters().handover_closed("not_movable");
+            let reason = self.settings.handover_reason.clone();
+            return End::Close(CloseCode::SERVICE_RESTART, reason);
+        }
         let drain = &self.settings.drain;
         End::Close(CloseCode::new(drain.close_code), drain.reason.clone())
     }

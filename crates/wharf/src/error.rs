@@ -40,6 +40,10 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A live handover to or from another process failed; the old process keeps serving.
+    /// See the variant for what to do.
+    #[error(transparent)]
+    Handover(#[from] crate::handover::HandoverError),
     /// An I/O error while serving.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -40,6 +40,7 @@
 //! - [`rejection`]: every refused handshake as a [`Rejection`] (status + JSON body).
 //! - [`error_handler`]: per-server mapping of errors to responses and close codes.
 //! - [`Conn`], [`Sender`]: one connection, and all of them: rooms, users, presence.
+//! - [`handover`]: a live upgrade: a new process takes over the listening sockets.
 //! - [`history`]: positions, history stores and recovery for rooms that keep their messages.
 //! - [`confirm`]: pushes that report what every receiving node did with them.
 //! - [`cluster`]: several nodes over a backplane (Redis, NATS) acting as one.
@@ -60,6 +61,7 @@ pub mod error_handler;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;
+pub mod handover;
 mod handshake;
 pub mod history;
 mod message;

@@ -113,6 +113,17 @@ pub(crate) struct Metrics {
     rejected: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<(u16, &'static str), u64>>,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    handover: HandoverCounters,
+}
+
+/// Live handovers to a successor process, from this process's side.
+#[derive(Default)]
+struct HandoverCounters {
+    started: AtomicU64,
+    completed: AtomicU64,
+    aborted: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections this process closed because it handed over, by reason.
+    closed: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,6 +159,26 @@ impl Metrics {
         *lock(&self.dropped).entry(reason).or_default() += 1;
     }
 
+    /// A handover to a successor started.
+    pub(crate) fn handover_started(&self) {
+        self.handover.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handover committed: the successor serves.
+    pub(crate) fn handover_completed(&self) {
+        self.handover.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handover was abandoned for `reason` (see `HandoverError::reason`).
+    pub(crate) fn handover_aborted(&self, reason: &'static str) {
+        *lock(&self.handover.aborted).entry(reason).or_default() += 1;
+    }
+
+    /// A connection was closed, not moved, by a handover, for `reason` (`not_movable`).
+    pub(crate) fn handover_closed(&self, reason: &'static str) {
+        *lock(&self.handover.closed).entry(reason).or_default() += 1;
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let routes: Vec<RouteMetrics> = lock(&self.routes)
             .iter()
@@ -181,6 +212,19 @@ impl Metrics {
             queued_bytes: 0,
             routes,
             history: self.history.snapshot(),
+            handovers: HandoverMetrics {
+                started: self.handover.started.load(Ordering::Relaxed),
+                completed: self.handover.completed.load(Ordering::Relaxed),
+                aborted: lock(&self.handover.aborted)
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                connections_moved: 0,
+                connections_closed: lock(&self.handover.closed)
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+            },
         }
     }
 }
@@ -215,6 +259,25 @@ pub struct MetricsSnapshot {
     pub routes: Vec<RouteMetrics>,
     /// History rooms: appends, reads, recoveries, duplicates, store errors.
     pub history: HistoryMetrics,
+    /// Live handovers to a successor process (see [`crate::handover`]).
+    pub handovers: HandoverMetrics,
+}
+
+/// Live handovers from this process to a successor.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct HandoverMetrics {
+    /// Handovers started (an upgrade request that was not refused at once).
+    pub started: u64,
+    /// Handovers that committed: the successor serves.
+    pub completed: u64,
+    /// Handovers abandoned, by reason (`exited`, `timeout`, `incompatible`, `spawn_failed`,
+    /// `refused`, `busy`, `io`); this process kept serving.
+    pub aborted: BTreeMap<String, u64>,
+    /// Connections handed to the successor open (none yet: open connections do not move).
+    pub connections_moved: u64,
+    /// Connections closed with 1012 because they could not move, by reason (`not_movable`).
+    pub connections_closed: BTreeMap<String, u64>,
 }
 
 /// Closes with one code by one side.
@@ -388,6 +451,7 @@ impl MetricsSnapshot {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {value}");
         }
+        self.handovers.write_prometheus(&mut out);
         if let Some(c) = cluster {
             let name = "wharf_backplane_up";
             header(
@@ -430,6 +494,48 @@ impl MetricsSnapshot {
             }
         }
         out
+    }
+}
+
+impl HandoverMetrics {
+    fn write_prometheus(&self, out: &mut String) {
+        for (name, help, value) in [
+            (
+                "wharf_handovers_started_total",
+                "Live handovers to a successor started.",
+                self.started,
+            ),
+            (
+                "wharf_handovers_completed_total",
+                "Live handovers that committed.",
+                self.completed,
+            ),
+            (
+                "wharf_handover_connections_moved_total",
+                "Connections handed to a successor open.",
+                self.connections_moved,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        for (name, help, map) in [
+            (
+                "wharf_handovers_aborted_total",
+                "Live handovers abandoned, by reason.",
+                &self.aborted,
+            ),
+            (
+                "wharf_handover_connections_closed_total",
+                "Connections closed by a handover instead of moved, by reason.",
+                &self.connections_closed,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            for (reason, n) in map {
+                let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", escape(reason));
+            }
+        }
     }
 }
 

@@ -23,8 +23,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::serve::ListenerExt as _;
@@ -42,6 +43,7 @@ use crate::conn::{Conn, ConnShared};
 use crate::driver::{Driver, DriverSettings, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
+use crate::handover::{Inherited, Upgrader};
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
@@ -76,8 +78,22 @@ impl Server {
             error_handlers: HashMap::new(),
             backplane: None,
             sender,
+            inherited: Vec::new(),
+            takeover: false,
         }
     }
+}
+
+/// Why [`BoundServer::serve_until`] stops serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stop {
+    /// A shutdown without a successor (SIGTERM): connections close as `[drain]` says.
+    Shutdown,
+    /// A successor has taken over the listening sockets ([`crate::handover`]): this process
+    /// stops accepting and closes its connections with 1012 and `[handover] reason`, spread
+    /// over `[drain] spread`.
+    HandedOver,
 }
 
 /// Registers routes, handlers and error handlers per named server, then binds.
@@ -89,6 +105,10 @@ pub struct ServerBuilder {
     error_handlers: HashMap<String, Arc<dyn ErrorHandler>>,
     backplane: Option<Arc<dyn Backplane>>,
     sender: Sender,
+    /// Listening sockets handed over by a predecessor, by server name.
+    inherited: Vec<(String, std::net::TcpListener)>,
+    /// Whether this process continues a predecessor's node id.
+    takeover: bool,
 }
 
 impl ServerBuilder {
@@ -164,6 +184,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Continues a predecessor ([`crate::handover`]): every server whose name and address
+    /// match a socket in `inherited` serves on it instead of binding (so there is no moment
+    /// when the port is closed), the cluster node id and the connection sequence carry on.
+    /// A server the predecessor did not have is bound as usual; a socket no server takes is
+    /// closed.
+    pub fn inherit(mut self, inherited: &mut Inherited) -> Self {
+        self.inherited.append(&mut inherited.tcp);
+        self.config.node_id = inherited.node;
+        self.takeover = true;
+        let registry = self.sender.registry();
+        registry.set_node(inherited.node);
+        registry.set_next_seq(inherited.next_seq);
+        self
+    }
+
     /// The sender for every connection of this process; usable before binding (to hand to
     /// HTTP handlers and background tasks).
     pub fn sender(&self) -> Sender {
@@ -192,6 +227,7 @@ impl ServerBuilder {
                     backplane.clone(),
                     &self.config.cluster,
                     self.config.node_id,
+                    self.takeover,
                     self.sender.clone(),
                 )
                 .await?;
@@ -206,6 +242,7 @@ impl ServerBuilder {
             (None, None) => {}
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let stop = Arc::new(OnceLock::new());
         let tasks = Arc::new(TaskCounter::default());
         let started = Instant::now();
         for (name, _) in &self.websocket {
@@ -238,6 +275,8 @@ impl ServerBuilder {
                         heartbeat: server.heartbeat.clone(),
                         error_handler: self.error_handler_for(&server.name),
                         drain: self.config.drain.clone(),
+                        handover_reason: self.config.handover.reason.clone(),
+                        stop: stop.clone(),
                     }),
                     compression: server.compression.clone(),
                     sender: self.sender.clone(),
@@ -256,14 +295,7 @@ impl ServerBuilder {
             if server.kind == ServerKind::Mounted {
                 continue;
             }
-            let addr = format!("{}:{}", server.host, server.port);
-            let listener = TcpListener::bind(&addr)
-                .await
-                .map_err(|source| Error::Bind {
-                    server: server.name.clone(),
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let listener = self.listener(server).await?;
             let local = listener.local_addr()?;
             let kind = match (server.kind, shared) {
                 (ServerKind::Http, websocket) => {
@@ -284,14 +316,50 @@ impl ServerBuilder {
             };
             listeners.push((server.name.clone(), local, listener, kind));
         }
+        if !self.inherited.is_empty() {
+            let names: Vec<&str> = self.inherited.iter().map(|(n, _)| n.as_str()).collect();
+            info!(servers = ?names, "closing the predecessor's sockets no server takes");
+        }
+        let mut handed = Vec::new();
+        for (name, _, listener, _) in &listeners {
+            handed.push((name.clone(), listener.as_fd().try_clone_to_owned()?));
+        }
+        let upgrader = Upgrader::new(handed, self.sender.clone(), self.config.handover.timeout);
         Ok(BoundServer {
             listeners,
             services,
+            upgrader,
+            stop,
             drain_timeout: self.config.drain_timeout,
             sender: self.sender,
             shutdown_tx,
             tasks,
         })
+    }
+
+    /// The predecessor's socket for `server` when there is one at its address, else a
+    /// fresh bind.
+    async fn listener(&mut self, server: &ServerConfig) -> Result<TcpListener, Error> {
+        let addr = format!("{}:{}", server.host, server.port);
+        let bind_error = |source| Error::Bind {
+            server: server.name.clone(),
+            addr: addr.clone(),
+            source,
+        };
+        let matching = self.inherited.iter().position(|(name, listener)| {
+            *name == server.name
+                && listener
+                    .local_addr()
+                    .is_ok_and(|local| same_address(server, local))
+        });
+        if let Some(at) = matching {
+            let (_, listener) = self.inherited.remove(at);
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+            info!(server = %server.name, addr = %listener.local_addr()?, "serving on the predecessor's socket");
+            return Ok(listener);
+        }
+        TcpListener::bind(&addr).await.map_err(bind_error)
     }
 
     fn expect_kind(&self, name: &str, kinds: &[ServerKind]) -> Result<(), Error> {
@@ -353,6 +421,13 @@ impl ServerBuilder {
     }
 }
 
+/// Whether a socket bound at `local` serves `server`'s `host` and `port` (port 0: any).
+fn same_address(server: &ServerConfig, local: SocketAddr) -> bool {
+    let port = server.port == 0 || server.port == local.port();
+    let host = (server.host.parse::<std::net::IpAddr>().ok()).is_none_or(|ip| ip == local.ip());
+    port && host
+}
+
 enum Listener {
     Websocket(Arc<ServerShared>),
     Http(axum::Router, Option<(TlsAcceptor, Duration)>),
@@ -363,6 +438,9 @@ pub struct BoundServer {
     listeners: Vec<(String, SocketAddr, TcpListener, Listener)>,
     /// The state of every server that carries WebSocket routes, for [`BoundServer::service`].
     services: Vec<(String, Arc<ServerShared>)>,
+    upgrader: Upgrader,
+    /// Why serving stopped, read by every connection's driver when the shutdown comes.
+    stop: Arc<OnceLock<Stop>>,
     drain_timeout: Duration,
     sender: Sender,
     shutdown_tx: watch::Sender<bool>,
@@ -416,10 +494,28 @@ impl BoundServer {
             })
     }
 
+    /// Hands this process's listening sockets to a successor process on request (see
+    /// [`crate::handover`]). Take it before [`serve_until`](BoundServer::serve_until) and
+    /// stop with [`Stop::HandedOver`] once [`Upgrader::handed_over`] completes.
+    pub fn upgrader(&self) -> Upgrader {
+        self.upgrader.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, closes every connection (with
     /// 1001, or as `[drain]` says: spread over a window, with its code and reason), runs every
     /// `on_close`, and returns once all are done or the drain timeout passed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        self.serve_until(async {
+            shutdown.await;
+            Stop::Shutdown
+        })
+        .await
+    }
+
+    /// Serves until `stop` completes, then stops as [`serve`](BoundServer::serve) does; with
+    /// [`Stop::HandedOver`] the connections close with 1012 and `[handover] reason` (over
+    /// `[drain] spread`), and a cluster node leaves its presence to the successor.
+    pub async fn serve_until(self, stop: impl Future<Output = Stop> + Send) -> Result<(), Error> {
         let mut servers = Vec::new();
         for (name, addr, listener, kind) in self.listeners {
             info!(server = %name, %addr, "listening");
@@ -441,8 +537,20 @@ impl BoundServer {
             };
             servers.push(task);
         }
-        shutdown.await;
-        info!(open = self.sender.count(), "shutting down");
+        let why = stop.await;
+        // Set before the drivers hear of the shutdown: they read it to pick their close.
+        let _ = self.stop.set(why);
+        if why == Stop::HandedOver {
+            info!(
+                open = self.sender.count(),
+                "handed over: closing this process's connections with 1012"
+            );
+            if let Some(cluster) = self.sender.cluster() {
+                cluster.hand_over();
+            }
+        } else {
+            info!(open = self.sender.count(), "shutting down");
+        }
         self.shutdown_tx.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let drained = tokio::time::timeout_at(deadline, async {

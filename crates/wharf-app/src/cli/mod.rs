@@ -1,10 +1,11 @@
-//! The `wharf user` and `wharf token` commands.
+//! The `wharf user`, `wharf token` and `wharf upgrade` commands.
 //!
 //! They read the same configuration as `wharf serve` (file, `DATABASE_URL`,
 //! `WHARF_DATA_DIR`, `JWT_SECRET`) so they act on the store and keys the server uses.
 //! Results go to stdout; logs and errors to stderr.
 
 pub mod token;
+pub mod upgrade;
 pub mod user;
 
 use std::path::Path;

@@ -100,6 +100,8 @@ pub(crate) struct Cluster {
     /// Asks waiting for answers: request id → where the answers go.
     asks: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
     next_request: AtomicU64,
+    /// Set once a successor took this node over (see `hand_over`).
+    handed_over: AtomicBool,
 }
 
 /// One node's answer to an ask.
@@ -143,6 +145,7 @@ impl Cluster {
         backplane: Arc<dyn Backplane>,
         config: &ClusterConfig,
         node_id: u16,
+        takeover: bool,
         sender: Sender,
     ) -> Result<Arc<Cluster>, Error> {
         let (queue, outgoing) = mpsc::channel(QUEUE);
@@ -166,6 +169,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             asks: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
+            handed_over: AtomicBool::new(false),
         });
         let url = config.backplane.as_deref().unwrap_or_default();
         let engine = cluster.backplane.engine();
@@ -175,6 +179,8 @@ impl Cluster {
             Err(_) => Err(BackplaneError::new("timed out")),
         };
         let node = match &first {
+            // A successor keeps its predecessor's node id, whose presence is fresh by design.
+            Ok(_) if takeover => node_id,
             Ok(link) => cluster.pick_node(link.as_ref(), node_id).await?,
             Err(_) if node_id != 0 => node_id,
             Err(_) => random_node(&HashSet::new()),
@@ -428,6 +434,12 @@ impl Cluster {
     }
 
     /// Stops the runtime and deletes this node's presence, so the others see it gone at once.
+    /// This process handed its node to a successor: from now on it neither writes the
+    /// node's presence (the successor does) nor removes it when it stops.
+    pub(crate) fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) async fn stop(&self, node: u16) {
         for task in self
             .tasks
@@ -437,7 +449,8 @@ impl Cluster {
         {
             task.abort();
         }
-        if let Some(link) = self.current() {
+        let ours = !self.handed_over.load(Ordering::Relaxed);
+        if let Some(link) = self.current().filter(|_| ours) {
             let removed =
                 tokio::time::timeout(Duration::from_secs(1), link.remove_presence(node)).await;
             if !matches!(removed, Ok(Ok(()))) {
@@ -628,6 +641,9 @@ impl Cluster {
             // that a message sent to the members another node lists reaches them all.
             self.rooms_synced(&sender, ROOM_SYNC_WAIT).await;
             let Some(link) = self.current() else { continue };
+            if self.handed_over.load(Ordering::Relaxed) {
+                continue;
+            }
             let snapshot = NodePresence::of(sender.registry(), self.instance);
             let node = snapshot.node;
             let Ok(json) = serde_json::to_vec(&snapshot) else {

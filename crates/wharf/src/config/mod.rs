@@ -16,6 +16,7 @@
 
 mod compression;
 mod drain;
+mod handover;
 mod history;
 mod proxy;
 mod units;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use compression::Compression;
 pub use drain::DrainConfig;
+pub use handover::HandoverConfig;
 pub use history::{HistoryConfig, HistoryRule};
 pub use proxy::{ForwardedHeader, IpNet};
 pub(crate) use proxy::{canonical, is_private};
@@ -48,6 +50,9 @@ pub struct Config {
     /// How a shutdown closes the connections: spread over a window, with which code and
     /// reason (`[drain]`).
     pub drain: DrainConfig,
+    /// A live upgrade to a new process: its confirm timeout and the close reason of the
+    /// connections left behind (`[handover]`).
+    pub handover: HandoverConfig,
     /// This node's id in a cluster (0–65535); it is part of every connection id. Default: 0,
     /// which with a backplane means "pick a free one at start".
     pub node_id: u16,
@@ -318,6 +323,7 @@ impl Default for Config {
             ],
             drain_timeout: Duration::from_secs(10),
             drain: DrainConfig::default(),
+            handover: HandoverConfig::default(),
             node_id: 0,
             cluster: ClusterConfig::default(),
             rooms: RoomsConfig::default(),
@@ -489,6 +495,7 @@ impl Config {
     /// | `WHARF_<NAME>_FORWARDED_HEADER` | its `forwarded_header` |
     /// | `WHARF_DRAIN_TIMEOUT` | `drain_timeout` |
     /// | `WHARF_DRAIN_SPREAD` | `drain.spread` |
+    /// | `WHARF_HANDOVER_TIMEOUT` | `handover.timeout` |
     /// | `WHARF_NODE_ID` | `node_id` |
     /// | `WHARF_CLUSTER_BACKPLANE` | `cluster.backplane` (empty: none) |
     /// | `WHARF_CLUSTER_PREFIX` | `cluster.prefix` |
@@ -523,6 +530,10 @@ impl Config {
         }
         if let Some(v) = var("WHARF_DRAIN_SPREAD") {
             self.drain.spread = parse_duration(&v).map_err(|m| bad("WHARF_DRAIN_SPREAD", m))?;
+        }
+        if let Some(v) = var("WHARF_HANDOVER_TIMEOUT") {
+            self.handover.timeout =
+                parse_duration(&v).map_err(|m| bad("WHARF_HANDOVER_TIMEOUT", m))?;
         }
         if let Some(id) = parsed(&var, "WHARF_NODE_ID", "a number 0-65535")? {
             self.node_id = id;
@@ -616,6 +627,9 @@ impl Config {
             .map_err(|(key, message)| key_err(key, message))?;
         self.drain
             .check(self.drain_timeout)
+            .map_err(|(key, message)| key_err(key, message))?;
+        self.handover
+            .check()
             .map_err(|(key, message)| key_err(key, message))?;
         let mut names = HashSet::new();
         let mut ports = HashSet::new();

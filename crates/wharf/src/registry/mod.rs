@@ -57,6 +57,17 @@ impl Registry {
         shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The sequence number the next connection will get (a handover starts its successor
+    /// past it).
+    pub(crate) fn peek_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Continues a predecessor's sequence; only before the first connection opens.
+    pub(crate) fn set_next_seq(&self, seq: u64) {
+        self.next_seq.store(seq.max(1), Ordering::Relaxed);
+    }
+
     /// A fresh id for a connection about to open.
     pub(crate) fn next_id(&self) -> ConnId {
         ConnId::new(self.node(), self.next_seq.fetch_add(1, Ordering::Relaxed))

@@ -1,0 +1,578 @@
+//! Live handover on the real binary: `wharf serve` started through a symlink (as a deploy
+//! switches a release), upgraded with `wharf upgrade` or SIGUSR2.
+//!
+//! - clients keep connecting through an upgrade and none is refused; the old connections
+//!   get 1012 spread over `[drain] spread`; the old process exits 0;
+//! - a successor whose config does not load, one that crashes, one that never confirms:
+//!   the old process keeps serving, and a second upgrade during one is refused;
+//! - `wharf upgrade` refuses a missing, stale or foreign control socket.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// Every JSON log line of a process tree (the old process and its successors share stdout).
+struct Log {
+    lines: mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Log {
+    /// The first line (seen or to come, within 30 s) for which `wanted` holds.
+    fn wait(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no log line `{what}` within 30 s; saw {:#?}", self.seen)
+            });
+            self.seen.push(line.clone());
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Moves every line written so far to `seen`, so that [`wait_new`](Log::wait_new) looks
+    /// only at what comes next.
+    fn mark(&mut self) -> usize {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        self.seen.len()
+    }
+
+    /// As [`wait`](Log::wait), among the lines after `mark`.
+    fn wait_new(
+        &mut self,
+        mark: usize,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(line) = self.seen[mark..].iter().find(|l| wanted(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no new log line `{what}` within 30 s"));
+            self.seen.push(line.clone());
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    fn message(&mut self, message: &str) -> serde_json::Value {
+        self.wait(message, |l| l["message"] == message)
+    }
+}
+
+/// A `wharf serve` started from `<dir>/bin/wharf`, a symlink the test can switch.
+struct Serve {
+    child: Child,
+    log: Log,
+    dir: tempfile::TempDir,
+    ws: SocketAddr,
+    http: SocketAddr,
+    /// Successors started by upgrades, stopped at the end.
+    successors: Vec<u32>,
+}
+
+impl Serve {
+    fn start(env: &[(&str, &str)]) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("bin")).expect("bin dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        Serve::in_dir(dir, env)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
+        let link = dir.path().join("bin/wharf");
+        if !link.exists() {
+            std::os::unix::fs::symlink(BIN, &link).expect("symlink");
+        }
+        let mut command = Command::new(&link);
+        command
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("WHARF_CONFIG")
+            .env_remove("WHARF_CLUSTER_BACKPLANE")
+            .env_remove("WHARF_HANDOVER")
+            .env("WHARF_DATA_DIR", dir.path().join("data"))
+            .env("JWT_SECRET", "test secret, 32 bytes or longer!!")
+            .env("WHARF_HTTP_HOST", "127.0.0.1")
+            .env("WHARF_HTTP_PORT", "0")
+            .env("WHARF_WS_HOST", "127.0.0.1")
+            .env("WHARF_WS_PORT", "0")
+            .env("WHARF_LOG_FORMAT", "json")
+            .env("WHARF_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn wharf serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(json);
+                }
+            }
+        });
+        let mut log = Log {
+            lines,
+            seen: Vec::new(),
+        };
+        let mut addr = |server: &str| -> SocketAddr {
+            let line = log.wait(server, |l| {
+                l["message"] == "listening" && l["server"] == server
+            });
+            line["addr"].as_str().expect("addr").parse().expect("addr")
+        };
+        let (ws, http) = (addr("ws"), addr("http"));
+        Serve {
+            child,
+            log,
+            dir,
+            ws,
+            http,
+            successors: Vec::new(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Points `bin/wharf` at `target` (atomically, as a deploy does).
+    fn switch_binary(&self, target: &Path) {
+        let next = self.dir.path().join("bin/wharf.next");
+        let _ = std::fs::remove_file(&next);
+        std::os::unix::fs::symlink(target, &next).expect("symlink");
+        std::fs::rename(&next, self.dir.path().join("bin/wharf")).expect("switch");
+    }
+
+    /// A shell script in the temp dir, to stand in for a broken release.
+    fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (at most `within`) for the old process to exit and returns its status.
+    fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the old process still runs after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.successors {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Runs `wharf upgrade` for `data`: (success, stdout + stderr), within 60 s.
+async fn upgrade(data: &Path) -> (bool, String) {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .arg("upgrade")
+        .env_remove("WHARF_CONFIG")
+        .env("WHARF_DATA_DIR", data)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("wharf upgrade answers within 60 s")
+        .expect("run wharf upgrade");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The successor's pid in `wharf upgrade`'s output.
+fn successor_pid(output: &str) -> u32 {
+    output
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {output:?}"))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(addr: SocketAddr) -> Result<Ws, String> {
+    let connecting = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"));
+    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no handshake within 10 s".into()),
+    }
+}
+
+/// Sends `text` and expects it back.
+async fn echo(ws: &mut Ws, text: &str) -> Result<(), String> {
+    ws.send(Message::text(text))
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// A fresh connection gets its echo.
+async fn serves(addr: SocketAddr) -> bool {
+    match open(addr).await {
+        Ok(mut ws) => echo(&mut ws, "fresh").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Connects, echoes once and closes, again and again until `stop`: (echoed, refused).
+async fn keep_connecting(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u32, Vec<String>) {
+    let (mut echoed, mut refused) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        match open(addr).await {
+            Ok(mut ws) => {
+                // Accepted by the old process just before it stopped, it may be drained with
+                // 1012 before its echo: accepted, not refused.
+                if echo(&mut ws, "hi").await.is_ok() {
+                    echoed += 1;
+                }
+                let _ = ws.close(None).await;
+            }
+            Err(e) => refused.push(e),
+        }
+    }
+    (echoed, refused)
+}
+
+/// Reads until the server's close frame: (code, reason, when).
+async fn close_of(mut ws: Ws) -> (u16, String, Instant) {
+    let frame = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame within 20 s");
+    let when = Instant::now();
+    let frame = frame.expect("a close code");
+    (u16::from(frame.code), frame.reason.to_string(), when)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_refuses_no_client_and_closes_the_old_ones_with_1012_over_the_spread() {
+    let mut serve = Serve::start(&[("WHARF_DRAIN_SPREAD", "2s"), ("WHARF_DRAIN_TIMEOUT", "8s")]);
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        let mut ws = open(serve.ws).await.expect("open");
+        echo(&mut ws, "before").await.expect("echo");
+        old.push(ws);
+    }
+    let closes: Vec<_> = old
+        .into_iter()
+        .map(|ws| tokio::spawn(close_of(ws)))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(keep_connecting(serve.ws, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(ok, "wharf upgrade: {output}");
+    let upgraded = Instant::now();
+    let pid = successor_pid(&output);
+    serve.successors.push(pid);
+    serve.log.wait("handover completed", |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("handover completed"))
+            && l["successor"] == pid
+    });
+
+    // Every old connection: 1012 with the handover reason, at spread-out moments.
+    let mut moments = Vec::new();
+    for close in closes {
+        let (code, reason, when) = close.await.expect("close task");
+        assert_eq!((code, reason.as_str()), (1012, "server restarting"));
+        moments.push(when.saturating_duration_since(upgraded));
+    }
+    moments.sort();
+    let (first, last) = (moments[0], moments[moments.len() - 1]);
+    assert!(
+        last < Duration::from_secs(4),
+        "closes within the 2 s spread: {moments:?}"
+    );
+    assert!(
+        last - first > Duration::from_millis(500),
+        "20 closes spread over the window, not at once: {moments:?}"
+    );
+
+    // The old process drains and exits 0; clients kept connecting throughout.
+    let status = serve.exited(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut echoed = 0;
+    for client in clients {
+        let (n, refused) = client.await.expect("client task");
+        assert!(
+            refused.is_empty(),
+            "refused during the upgrade: {refused:?}"
+        );
+        echoed += n;
+    }
+    assert!(
+        echoed > 10,
+        "clients connected through the upgrade ({echoed})"
+    );
+    // The successor serves on the same port, and answers `wharf upgrade` in its turn.
+    assert!(serves(serve.ws).await);
+    let health = tokio::net::TcpStream::connect(serve.http).await;
+    assert!(health.is_ok(), "the http port is served too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_successor_leaves_the_old_process_serving_and_a_second_upgrade_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data");
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(&config, "drain_timeout = \"5s\"\n").expect("config");
+    let config_str = config.to_str().expect("utf-8 path").to_owned();
+    let mut serve = Serve::in_dir(
+        dir,
+        &[
+            ("WHARF_CONFIG", config_str.as_str()),
+            ("WHARF_HANDOVER_TIMEOUT", "6s"),
+        ],
+    );
+    let crash = serve.script(
+        "crash.sh",
+        "echo 'successor: crashing on start' >&2\nexit 3",
+    );
+    let hang = serve.script("hang.sh", "exec sleep 30");
+    let mut client = open(serve.ws).await.expect("open");
+    echo(&mut client, "before").await.expect("echo");
+
+    // 1. A config that does not load: the successor exits 2 before taking anything.
+    std::fs::write(&config, "drain_timeout = \"soon\"\n").expect("bad config");
+    serve.signal("USR2");
+    let aborted = serve.log.wait("handover aborted", |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("handover aborted"))
+    });
+    assert_eq!(aborted["reason"], "exited", "{aborted}");
+    assert!(
+        aborted["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit status: 2")),
+        "{aborted}"
+    );
+    std::fs::write(&config, "drain_timeout = \"5s\"\n").expect("config");
+    echo(&mut client, "after a bad config")
+        .await
+        .expect("still served");
+    assert!(serves(serve.ws).await);
+
+    // 2. A release that crashes on start.
+    serve.switch_binary(&crash);
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(
+        !ok && output.contains("exited before confirming"),
+        "{output}"
+    );
+    echo(&mut client, "after a crash")
+        .await
+        .expect("still served");
+
+    // 3. One that never confirms: stopped after the timeout; a second request meanwhile is
+    //    refused at once.
+    serve.switch_binary(&hang);
+    let data = serve.data();
+    let mark = serve.log.mark();
+    let first = tokio::spawn(async move { upgrade(&data).await });
+    serve.log.wait_new(mark, "successor started", |l| {
+        l["message"] == "successor started; waiting for it to connect"
+    });
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(!ok && output.contains("already running"), "{output}");
+    assert!(
+        !first.is_finished(),
+        "refused while the first one still runs"
+    );
+    let (ok, output) = first.await.expect("first upgrade");
+    assert!(
+        !ok && output.contains("did not confirm in time"),
+        "{output}"
+    );
+    echo(&mut client, "after a timeout")
+        .await
+        .expect("still served");
+
+    // The old process counted each.
+    let metrics = reqwest_metrics(serve.http).await;
+    for line in [
+        "wharf_handovers_started_total 3",
+        "wharf_handovers_completed_total 0",
+        "wharf_handovers_aborted_total{reason=\"exited\"} 2",
+        "wharf_handovers_aborted_total{reason=\"timeout\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // 4. The real release: the handover goes through, the old client gets 1012.
+    serve.switch_binary(Path::new(BIN));
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(ok, "{output}");
+    serve.successors.push(successor_pid(&output));
+    let (code, _, _) = close_of(client).await;
+    assert_eq!(code, 1012);
+    assert!(serve.exited(Duration::from_secs(10)).success());
+    assert!(serves(serve.ws).await);
+}
+
+/// `GET /metrics` over a raw HTTP/1.1 request.
+async fn reqwest_metrics(http: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(http).await.expect("connect");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut body))
+        .await
+        .expect("metrics in time")
+        .expect("read");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wharf_upgrade_refuses_a_missing_stale_or_foreign_socket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let socket = data.join("wharf.sock");
+
+    let (ok, output) = upgrade(data).await;
+    assert!(!ok && output.contains("no control socket"), "{output}");
+
+    // Stale: the file of a process that is gone.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
+    let (ok, output) = upgrade(data).await;
+    assert!(!ok && output.contains("stale"), "{output}");
+
+    // Foreign: something else answers there.
+    std::fs::remove_file(&socket).expect("rm");
+    let stranger = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = stranger.accept() {
+            use std::io::Write as _;
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let (ok, output) = upgrade(data).await;
+    assert!(
+        !ok && output.contains("not a wharf control socket"),
+        "{output}"
+    );
+
+    // Foreign: not a socket at all.
+    std::fs::remove_file(&socket).expect("rm");
+    std::fs::write(&socket, "not a socket").expect("file");
+    let (ok, output) = upgrade(data).await;
+    assert!(!ok && output.contains("not a socket"), "{output}");
+    std::fs::remove_file(&socket).expect("rm");
+
+    // Another user's (only root can make one).
+    if running_as_root() {
+        drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
+        std::os::unix::fs::chown(&socket, Some(65534), None).expect("chown");
+        let (ok, output) = upgrade(data).await;
+        assert!(!ok && output.contains("owned by uid 65534"), "{output}");
+        std::fs::remove_file(&socket).expect("rm");
+    }
+
+    // `wharf serve` replaces a stale socket and answers on it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
+    let serve_dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(serve_dir.path().join("bin")).expect("bin");
+    std::fs::create_dir_all(serve_dir.path().join("data")).expect("data");
+    drop(
+        std::os::unix::net::UnixListener::bind(serve_dir.path().join("data/wharf.sock"))
+            .expect("bind"),
+    );
+    let mut serve = Serve::in_dir(serve_dir, &[]);
+    serve
+        .log
+        .message("removed a stale control socket (no process behind it)");
+    serve.signal("TERM");
+    assert!(serve.exited(Duration::from_secs(10)).success());
+    assert!(
+        !serve.data().join("wharf.sock").exists(),
+        "removed on a plain shutdown"
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}

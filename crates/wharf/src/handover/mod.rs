@@ -1,0 +1,64 @@
+//! Live handover: a new process takes over this one's listening sockets without a port gap,
+//! so a binary upgrade or a config change refuses no client.
+//!
+//! The old process (an [`Upgrader`], from [`BoundServer::upgrader`](crate::BoundServer::upgrader))
+//! starts its successor with [`HANDOVER_ENV`] naming a Unix socket, checks it is the process
+//! it started and speaks the same handover format, and passes it every listening socket with
+//! SCM_RIGHTS. The successor ([`Inherited::from_env`], then
+//! [`ServerBuilder::inherit`](crate::ServerBuilder::inherit)) binds its servers on them, and
+//! [confirms](Inherited::confirm) once it is healthy; only then does the old process stop
+//! accepting and close its connections with 1012 over `[drain] spread`
+//! ([`Stop::HandedOver`](crate::server::Stop)). If the successor exits, is of another
+//! format, or does not confirm within `[handover] timeout`, the old process kills it and
+//! keeps serving everything.
+//!
+//! ```no_run
+//! use wharf::handover::Inherited;
+//! use wharf::server::Stop;
+//! # async fn run(config: wharf::Config, router: wharf::Router) -> Result<(), wharf::Error> {
+//! let timeout = config.handover.timeout;
+//! let mut builder = wharf::Server::builder(config).websocket("ws", router);
+//! // A successor takes its predecessor's sockets; a first start binds them.
+//! let mut inherited = tokio::task::spawn_blocking(move || Inherited::from_env(timeout))
+//!     .await
+//!     .map_err(std::io::Error::other)??;
+//! if let Some(inherited) = inherited.as_mut() {
+//!     builder = builder.inherit(inherited);
+//! }
+//! let bound = builder.bind().await?;
+//! if let Some(inherited) = inherited {
+//!     tokio::task::spawn_blocking(move || inherited.confirm())
+//!         .await
+//!         .map_err(std::io::Error::other)??;
+//! }
+//! let upgrader = bound.upgrader();
+//! let stop = async move {
+//!     tokio::select! {
+//!         () = wharf::shutdown_signal() => Stop::Shutdown,
+//!         () = upgrader.handed_over() => Stop::HandedOver,
+//!     }
+//! };
+//! bound.serve_until(stop).await
+//! # }
+//! ```
+//!
+//! What moves: listening sockets, the node id, the connection sequence. What does not (yet):
+//! open connections, which the old process closes with 1012, spread over `[drain] spread`.
+
+mod channel;
+mod error;
+mod predecessor;
+mod successor;
+mod wire;
+
+pub use error::HandoverError;
+pub use predecessor::Upgrader;
+pub use successor::Inherited;
+
+/// The environment variable that names the handover socket in a successor's environment.
+pub const HANDOVER_ENV: &str = "WHARF_HANDOVER";
+
+/// How far past the old process's next connection sequence number the successor starts, so
+/// that connections the old one still accepts before it commits never share an id with the
+/// successor's.
+pub(crate) const SEQ_GAP: u64 = 1 << 24;

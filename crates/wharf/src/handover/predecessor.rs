@@ -1,0 +1,353 @@
+//! The old process's side: start the successor, hand it the listening sockets, wait for its
+//! confirmation, commit.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::channel::{Channel, ChannelError};
+use super::wire::{FrameError, Message, SocketEntry, SocketKind};
+use super::{HANDOVER_ENV, HandoverError, SEQ_GAP};
+use crate::Sender;
+
+/// How often a successor that has not connected yet is checked for having exited.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Hands this process's listening sockets to a successor: one handover at a time, each
+/// bounded by `[handover] timeout`. Cheap to clone; get it from
+/// [`BoundServer::upgrader`](crate::BoundServer::upgrader) before serving.
+#[derive(Clone)]
+pub struct Upgrader(Arc<Inner>);
+
+struct Inner {
+    /// Duplicates of the servers' listening sockets, by server name.
+    listeners: Vec<(String, OwnedFd)>,
+    sender: Sender,
+    timeout: Duration,
+    /// The successor being tried (0 while it starts), or the one handed over to.
+    running: Mutex<Option<u32>>,
+    committed: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Upgrader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgrader")
+            .field("listeners", &self.0.listeners.len())
+            .field("timeout", &self.0.timeout)
+            .finish()
+    }
+}
+
+/// Releases the one-handover-at-a-time claim unless the handover committed.
+struct Claim<'a>(&'a Inner, bool);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+impl Upgrader {
+    pub(crate) fn new(
+        listeners: Vec<(String, OwnedFd)>,
+        sender: Sender,
+        timeout: Duration,
+    ) -> Upgrader {
+        Upgrader(Arc::new(Inner {
+            listeners,
+            sender,
+            timeout,
+            running: Mutex::new(None),
+            committed: watch::channel(false).0,
+        }))
+    }
+
+    /// Starts `successor` (normally this binary, with this process's arguments and
+    /// environment) with [`HANDOVER_ENV`] naming a socket created in `socket_dir`, and hands
+    /// it every server's listening socket plus `extra` (the application's own listening Unix
+    /// sockets, by name). Returns the successor's pid once it has confirmed and this process
+    /// has committed: from then on [`handed_over`](Upgrader::handed_over) is complete.
+    ///
+    /// On any error this process keeps serving everything and the successor is stopped.
+    pub async fn upgrade(
+        &self,
+        successor: Command,
+        socket_dir: &Path,
+        extra: &[(String, OwnedFd)],
+    ) -> Result<u32, HandoverError> {
+        let inner = &*self.0;
+        {
+            let mut running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pid) = *running {
+                let error = if *inner.committed.borrow() {
+                    HandoverError::Refused(format!(
+                        "this process has handed over to pid {pid} already; ask that one"
+                    ))
+                } else {
+                    HandoverError::Busy(pid)
+                };
+                warn!(reason = error.reason(), error = %error, "upgrade refused");
+                return Err(error);
+            }
+            *running = Some(0);
+        }
+        let mut claim = Claim(inner, false);
+        let counters = inner.sender.counters();
+        counters.handover_started();
+        let program = successor.get_program().to_string_lossy().into_owned();
+        info!(successor = %program, pid = std::process::id(), "handover started");
+        let offer = self.offer(extra);
+        let path = socket_dir.join(format!("wharf-handover-{}.sock", std::process::id()));
+        let timeout = inner.timeout;
+        let this = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let offer = offer?;
+            run(successor, &path, timeout, &offer, |pid| {
+                this.set_running(pid)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))));
+        match outcome {
+            Ok(pid) => {
+                claim.1 = true;
+                counters.handover_completed();
+                info!(
+                    successor = pid,
+                    "handover completed: the successor serves, this process stops accepting"
+                );
+                inner.committed.send_replace(true);
+                Ok(pid)
+            }
+            Err(error) => {
+                counters.handover_aborted(error.reason());
+                warn!(reason = error.reason(), error = %error, "handover aborted; this process keeps serving");
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether a handover has committed.
+    pub fn is_handed_over(&self) -> bool {
+        *self.0.committed.borrow()
+    }
+
+    /// Completes once a handover has committed (never, if none does).
+    pub async fn handed_over(&self) {
+        let mut committed = self.0.committed.subscribe();
+        let _ = committed.wait_for(|done| *done).await;
+    }
+
+    fn set_running(&self, pid: u32) {
+        *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
+    }
+
+    /// What the successor gets: fresh duplicates of every socket (the originals stay ours
+    /// for a later attempt if this one fails), the node id and the next sequence number.
+    fn offer(&self, extra: &[(String, OwnedFd)]) -> Result<Offer, HandoverError> {
+        let dup = |(name, fd): &(String, OwnedFd), kind| {
+            fd.try_clone()
+                .map(|fd| {
+                    (
+                        SocketEntry {
+                            name: name.clone(),
+                            kind,
+                        },
+                        fd,
+                    )
+                })
+                .map_err(|e| HandoverError::Io(format!("cannot duplicate socket `{name}`: {e}")))
+        };
+        let mut sockets = Vec::new();
+        for listener in &self.0.listeners {
+            sockets.push(dup(listener, SocketKind::Tcp)?);
+        }
+        for listener in extra {
+            sockets.push(dup(listener, SocketKind::Unix)?);
+        }
+        let registry = self.0.sender.registry();
+        Ok(Offer {
+            node: registry.node(),
+            next_seq: registry.peek_seq().saturating_add(SEQ_GAP),
+            sockets,
+        })
+    }
+}
+
+struct Offer {
+    node: u16,
+    next_seq: u64,
+    sockets: Vec<(SocketEntry, OwnedFd)>,
+}
+
+/// The socket file, removed however the handover ends.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs one handover on a blocking thread; on error the successor is stopped.
+fn run(
+    mut successor: Command,
+    path: &Path,
+    timeout: Duration,
+    offer: &Offer,
+    started: impl FnOnce(u32),
+) -> Result<u32, HandoverError> {
+    let deadline = Instant::now() + timeout;
+    // Our own pid names the file: one left by a crash of this very process is the only one
+    // we may remove.
+    let _ = std::fs::remove_file(path);
+    let io = |what: &str, e: std::io::Error| {
+        HandoverError::Io(format!("{what} {}: {e}", path.display()))
+    };
+    let listener = UnixListener::bind(path).map_err(|e| io("cannot create", e))?;
+    let _file = SocketFile(path.to_owned());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("cannot restrict", e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io("cannot configure", e))?;
+    successor.env(HANDOVER_ENV, path);
+    let mut child = successor.spawn().map_err(|source| HandoverError::Spawn {
+        program: successor.get_program().to_string_lossy().into_owned(),
+        source,
+    })?;
+    let pid = child.id();
+    started(pid);
+    info!(
+        successor = pid,
+        "successor started; waiting for it to connect"
+    );
+    let result = converse(&listener, &mut child, deadline, offer);
+    if result.is_err() {
+        // Nothing was committed: the successor must not serve anything.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result.map(|()| pid)
+}
+
+fn converse(
+    listener: &UnixListener,
+    child: &mut Child,
+    deadline: Instant,
+    offer: &Offer,
+) -> Result<(), HandoverError> {
+    let pid = child.id();
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().ok().flatten() {
+                    return Err(exited(pid, status));
+                }
+                if Instant::now() >= deadline {
+                    return Err(HandoverError::Timeout(pid));
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(e) => return Err(HandoverError::Io(format!("accept: {e}"))),
+        }
+    };
+    let broken = |e: std::io::Error| HandoverError::Io(e.to_string());
+    stream.set_nonblocking(false).map_err(broken)?;
+    let mut channel = Channel::new(stream);
+    // Only the process we started may take the sockets.
+    let peer = rustix::net::sockopt::socket_peercred(channel.stream())
+        .map_err(|e| HandoverError::Io(format!("peer credentials: {e}")))?;
+    if peer.pid.as_raw_pid() as u32 != pid {
+        let reason = format!(
+            "pid {} connected to the handover socket, not the successor {pid}",
+            peer.pid.as_raw_pid()
+        );
+        let _ = channel.send(
+            &Message::Refused {
+                reason: reason.clone(),
+            },
+            &[],
+        );
+        return Err(HandoverError::Refused(reason));
+    }
+    let mut next = |channel: &mut Channel| {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        channel.set_timeout(remaining).map_err(broken)?;
+        receive(channel, child, pid)
+    };
+    match next(&mut channel)? {
+        Message::Hello { .. } => {}
+        other => return Err(unexpected(&mut channel, "hello", &other)),
+    }
+    let entries: Vec<SocketEntry> = offer.sockets.iter().map(|(e, _)| e.clone()).collect();
+    let fds: Vec<_> = offer.sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
+    let sockets = Message::Sockets {
+        node: offer.node,
+        next_seq: offer.next_seq,
+        sockets: entries,
+    };
+    channel.send(&sockets, &fds).map_err(broken)?;
+    match next(&mut channel)? {
+        Message::Ready => {}
+        other => return Err(unexpected(&mut channel, "ready", &other)),
+    }
+    channel.send(&Message::Go, &[]).map_err(broken)
+}
+
+/// The next message from the successor, or why there is none.
+fn receive(channel: &mut Channel, child: &mut Child, pid: u32) -> Result<Message, HandoverError> {
+    match channel.recv() {
+        Ok((Message::Refused { reason }, _)) => Err(HandoverError::Refused(reason)),
+        Ok((message, _)) => Ok(message),
+        Err(e) if e.is_timeout() => Err(HandoverError::Timeout(pid)),
+        Err(ChannelError::Frame(e @ (FrameError::Magic | FrameError::Version(_)))) => {
+            let reason = e.to_string();
+            let _ = channel.send(
+                &Message::Refused {
+                    reason: reason.clone(),
+                },
+                &[],
+            );
+            Err(HandoverError::Incompatible(reason))
+        }
+        Err(e) => {
+            // A hang-up is most often the successor exiting: say how it ended.
+            for _ in 0..50 {
+                if let Some(status) = child.try_wait().ok().flatten() {
+                    return Err(exited(pid, status));
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(HandoverError::Io(e.to_string()))
+        }
+    }
+}
+
+fn unexpected(channel: &mut Channel, wanted: &str, got: &Message) -> HandoverError {
+    let reason = format!("expected `{wanted}`, got {got:?}");
+    let _ = channel.send(
+        &Message::Refused {
+            reason: reason.clone(),
+        },
+        &[],
+    );
+    HandoverError::Io(reason)
+}
+
+fn exited(pid: u32, status: std::process::ExitStatus) -> HandoverError {
+    HandoverError::Exited {
+        pid,
+        status: status.to_string(),
+    }
+}

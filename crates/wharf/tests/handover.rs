@@ -1,0 +1,181 @@
+//! The handover's old side over a real Unix socket and real listening sockets: a successor
+//! of another format or a stranger is refused before anything moves and the server keeps
+//! serving; a successor that takes the sockets serves on the same port.
+//!
+//! The successor is this test binary run again (`fake_successor`, ignored unless started
+//! with [`HANDOVER_ENV`] set), so the peer-pid check sees the very process that was started.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use wharf::handover::{HANDOVER_ENV, Inherited};
+use wharf::server::Stop;
+use wharf::{Config, Echo, Router, Server, ServerConfig, ServerKind};
+
+fn config() -> Config {
+    let mut server = ServerConfig::new("ws", ServerKind::Websocket, 0);
+    server.host = "127.0.0.1".into();
+    let mut config = Config::empty().with_server(server);
+    config.handover.timeout = Duration::from_secs(10);
+    config
+}
+
+/// The successor: what it does is chosen by `FAKE_SUCCESSOR`.
+#[test]
+#[ignore = "started by the tests below as the successor process"]
+fn fake_successor() {
+    let Some(path) = std::env::var_os(HANDOVER_ENV) else {
+        return;
+    };
+    match std::env::var("FAKE_SUCCESSOR").as_deref() {
+        Ok("v2") => speak(&path, b"WHARF-HO", 2),
+        Ok("stranger") => speak(&path, b"SSH-2.0-", 1),
+        Ok("takes_over") => take_over(),
+        other => panic!("unknown FAKE_SUCCESSOR {other:?}"),
+    }
+}
+
+/// Says hello with `magic` and `version` and prints the answer's head.
+fn speak(path: &std::ffi::OsStr, magic: &[u8; 8], version: u16) {
+    let mut stream = UnixStream::connect(path).expect("connect");
+    let body = format!("{{\"type\":\"hello\",\"pid\":{}}}", std::process::id());
+    let mut frame = magic.to_vec();
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body.as_bytes());
+    stream.write_all(&frame).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    println!("answer: {}", String::from_utf8_lossy(&answer));
+}
+
+/// Takes the sockets, serves echo on them, confirms, and serves until killed.
+fn take_over() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut inherited = Inherited::from_env(Duration::from_secs(10))
+            .expect("handover")
+            .expect("started as a successor");
+        let bound = Server::builder(config())
+            .websocket("ws", Router::new().route("/echo", Echo))
+            .inherit(&mut inherited)
+            .bind()
+            .await
+            .expect("bind on the inherited socket");
+        inherited.confirm().expect("confirm");
+        bound.serve(std::future::pending()).await.expect("serve");
+    });
+}
+
+fn successor(mode: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args([
+            "fake_successor",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FAKE_SUCCESSOR", mode);
+    command
+}
+
+async fn echoes(addr: SocketAddr) -> bool {
+    let attempt = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
+            .await
+            .ok()?;
+        ws.send(Message::text("ping")).await.ok()?;
+        let reply = ws.next().await?.ok()?;
+        Some(reply == Message::text("ping"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+async fn old_server() -> (
+    SocketAddr,
+    wharf::handover::Upgrader,
+    wharf::Sender,
+    tokio::task::JoinHandle<()>,
+) {
+    let bound = Server::builder(config())
+        .websocket("ws", Router::new().route("/echo", Echo))
+        .bind()
+        .await
+        .expect("bind");
+    let addr = bound.local_addr("ws").expect("addr");
+    let upgrader = bound.upgrader();
+    let sender = bound.sender();
+    let handed = upgrader.clone();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            handed.handed_over().await;
+            Stop::HandedOver
+        };
+        bound.serve_until(stop).await.expect("serve");
+    });
+    (addr, upgrader, sender, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_of_another_format_or_a_stranger_is_refused_before_anything_moves() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (addr, upgrader, sender, _task) = old_server().await;
+    for (mode, words) in [
+        ("v2", "format v2, this process v1"),
+        ("stranger", "bad magic"),
+    ] {
+        let error = upgrader
+            .upgrade(successor(mode), dir.path(), &[])
+            .await
+            .expect_err("refused");
+        assert_eq!(error.reason(), "incompatible", "{mode}: {error}");
+        assert!(error.to_string().contains(words), "{mode}: {error}");
+        assert!(!upgrader.is_handed_over());
+        assert!(echoes(addr).await, "{mode}: the old server still serves");
+    }
+    let handovers = sender.metrics().handovers;
+    assert_eq!(handovers.started, 2);
+    assert_eq!(handovers.completed, 0);
+    assert_eq!(handovers.aborted.get("incompatible"), Some(&2));
+    // The socket file is gone with the attempt.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_takes_the_listening_socket_and_serves_on_the_same_port() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (addr, upgrader, sender, task) = old_server().await;
+    let pid = upgrader
+        .upgrade(successor("takes_over"), dir.path(), &[])
+        .await
+        .expect("handed over");
+    assert!(upgrader.is_handed_over());
+    // The old server stops; the port keeps answering, from the successor.
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the old server stops")
+        .expect("task");
+    assert!(echoes(addr).await, "the successor serves on {addr}");
+    let handovers = sender.metrics().handovers;
+    assert_eq!((handovers.started, handovers.completed), (1, 1));
+    // A second upgrade of a process that handed over is refused.
+    let again = upgrader
+        .upgrade(successor("v2"), dir.path(), &[])
+        .await
+        .expect_err("refused");
+    assert!(again.to_string().contains("handed over to pid"), "{again}");
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+}
