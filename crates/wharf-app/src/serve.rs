@@ -144,12 +144,16 @@ async fn start(
         .ok();
     if let Some(inherited) = inherited {
         // Config loaded, store and keys open, servers bound on the predecessor's sockets,
-        // cluster joined: healthy. The predecessor stops accepting once it has this.
+        // cluster joined: healthy. The predecessor stops accepting once it has this, then
+        // hands over its open connections, resumed here before anything is served.
         match tokio::task::spawn_blocking(move || inherited.confirm()).await {
-            Ok(Ok(())) => info!(
-                pid = std::process::id(),
-                "handover confirmed: this process serves"
-            ),
+            Ok(Ok(arrivals)) => {
+                bound.resume(arrivals);
+                info!(
+                    pid = std::process::id(),
+                    "handover confirmed: this process serves"
+                );
+            }
             Ok(Err(e)) => return handover_failed(&e),
             Err(e) => return handover_failed(&e),
         }

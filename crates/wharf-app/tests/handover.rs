@@ -1,8 +1,10 @@
 //! Live handover on the real binary: `wharf serve` started through a symlink (as a deploy
 //! switches a release), upgraded with `wharf upgrade` or SIGUSR2.
 //!
-//! - clients keep connecting through an upgrade and none is refused; the old connections
-//!   get 1012 spread over `[drain] spread`; the old process exits 0;
+//! - clients keep connecting through an upgrade and none is refused; open `/echo`
+//!   connections (plain TCP, a movable handler) move to the successor and keep echoing;
+//!   `/wss/demo` ones (its handler keeps state) get 1012 spread over `[drain] spread`; the
+//!   old process exits 0;
 //! - a successor whose config does not load, one that crashes, one that never confirms:
 //!   the old process keeps serving, and a second upgrade during one is refused;
 //! - `wharf upgrade` refuses a missing, stale or foreign control socket.
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use wharf_app::tokens::{TokenConfig, Tokens};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -300,8 +305,26 @@ async fn keep_connecting(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u32, Vec<S
     (echoed, refused)
 }
 
+/// A `/wss/demo` connection (its handler keeps per-connection state: it does not move).
+async fn demo(
+    ws: SocketAddr,
+    uid: i64,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let tokens = Tokens::new(&TokenConfig::default(), Some(common::SECRET)).expect("tokens");
+    let (token, _) = tokens
+        .issue((uid, format!("user{uid}"), false))
+        .expect("issue");
+    let header = format!("Bearer {token}");
+    let (response, ws) = common::handshake(ws, "/wss/demo", &[("Authorization", &header)]).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    ws.expect("open")
+}
+
 /// Reads until the server's close frame: (code, reason, when).
-async fn close_of(mut ws: Ws) -> (u16, String, Instant) {
+async fn close_of<S>(mut ws: tokio_tungstenite::WebSocketStream<S>) -> (u16, String, Instant)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let frame = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match ws.next().await {
@@ -319,13 +342,18 @@ async fn close_of(mut ws: Ws) -> (u16, String, Instant) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_refuses_no_client_and_closes_the_old_ones_with_1012_over_the_spread() {
+async fn an_upgrade_refuses_no_client_moves_echo_connections_and_closes_the_others_over_the_spread()
+{
     let mut serve = Serve::start(&[("WHARF_DRAIN_SPREAD", "2s"), ("WHARF_DRAIN_TIMEOUT", "8s")]);
-    let mut old = Vec::new();
-    for _ in 0..20 {
+    let mut movers = Vec::new();
+    for _ in 0..5 {
         let mut ws = open(serve.ws).await.expect("open");
         echo(&mut ws, "before").await.expect("echo");
-        old.push(ws);
+        movers.push(ws);
+    }
+    let mut old = Vec::new();
+    for uid in 1..=20 {
+        old.push(demo(serve.ws, uid).await);
     }
     let closes: Vec<_> = old
         .into_iter()
@@ -385,6 +413,12 @@ async fn an_upgrade_refuses_no_client_and_closes_the_old_ones_with_1012_over_the
         echoed > 10,
         "clients connected through the upgrade ({echoed})"
     );
+    // The open echo connections moved: the same sockets, no close, still echoing.
+    for (i, ws) in movers.iter_mut().enumerate() {
+        echo(ws, &format!("after {i}"))
+            .await
+            .expect("a moved connection still echoes");
+    }
     // The successor serves on the same port, and answers `wharf upgrade` in its turn.
     assert!(serves(serve.ws).await);
     let health = tokio::net::TcpStream::connect(serve.http).await;
@@ -481,14 +515,15 @@ async fn a_failing_successor_leaves_the_old_process_serving_and_a_second_upgrade
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 
-    // 4. The real release: the handover goes through, the old client gets 1012.
+    // 4. The real release: the handover goes through; the old echo connection moves.
     serve.switch_binary(Path::new(BIN));
     let (ok, output) = upgrade(&serve.data()).await;
     assert!(ok, "{output}");
     serve.successors.push(successor_pid(&output));
-    let (code, _, _) = close_of(client).await;
-    assert_eq!(code, 1012);
     assert!(serve.exited(Duration::from_secs(10)).success());
+    echo(&mut client, "after the upgrade")
+        .await
+        .expect("moved, still served");
     assert!(serves(serve.ws).await);
 }
 

@@ -63,6 +63,16 @@ enum End {
     ClientClosed(Option<u16>, String),
     /// The TCP connection is gone.
     Network,
+    /// A successor takes the connection over: stop here, close nothing.
+    Move,
+}
+
+/// How a driver ended.
+pub(crate) enum Ended<S> {
+    /// The connection closed; `on_close` has run.
+    Closed(CloseEvent),
+    /// The connection was parked for a successor process, open.
+    Moved(crate::handover::Parked<S>),
 }
 
 /// What the driver takes from its server: the limits and heartbeat it enforces, the error
@@ -110,6 +120,8 @@ pub(crate) struct Driver<S> {
     rate: Option<TokenBucket>,
     /// When a shutdown with `[drain] spread` closes this connection (it is served till then).
     drain_at: Option<Instant>,
+    /// Held while the connection may still move to a successor ([`crate::handover`]).
+    movable: Option<crate::handover::MovableGuard>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -144,36 +156,72 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             ping_sent: None,
             rate,
             drain_at: None,
+            movable: None,
         }
     }
 
-    /// Runs the connection to its end and returns how it ended. `on_close` has run.
+    /// Lets a handover move this connection (its stream, handler and settings allow it).
+    pub(crate) fn movable(mut self, guard: Option<crate::handover::MovableGuard>) -> Self {
+        self.movable = guard;
+        self
+    }
+
+    /// Runs the connection to its end and returns how it ended: closed (`on_close` has
+    /// run) or parked for a successor. `request` is `None` for a connection a predecessor
+    /// handed over: `on_open` ran there.
     pub(crate) async fn run(
         mut self,
         leftover: Vec<u8>,
-        request: OpenRequest,
+        request: Option<OpenRequest>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> CloseEvent {
+    ) -> Ended<S> {
         if !leftover.is_empty() {
             self.feed(&leftover);
         }
-        let end = match self
-            .call(CatchUnwind(self.handler.on_open(&self.conn, &request)))
-            .await
-        {
+        let opened = match &request {
+            Some(request) => {
+                self.call(CatchUnwind(self.handler.on_open(&self.conn, request)))
+                    .await
+            }
+            None => Ok(()),
+        };
+        let end = match opened {
             Ok(()) => {
                 drop(request);
                 self.main_loop(&mut shutdown).await
             }
             Err(end) => end,
         };
+        if matches!(end, End::Move) {
+            return Ended::Moved(self.park());
+        }
+        self.movable = None;
         let event = self.finish(end).await;
         self.conn.sender().closed(&self.conn);
         let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
         if let Err(panic) = closing {
             error!(conn = %self.conn.id(), panic, "on_close panicked");
         }
-        event
+        Ended::Closed(event)
+    }
+
+    /// Stops here for a successor: the socket, a partial frame header, unwritten bytes.
+    fn park(self) -> crate::handover::Parked<S> {
+        let Driver {
+            stream,
+            header,
+            header_len,
+            write_buf,
+            written,
+            movable,
+            ..
+        } = self;
+        crate::handover::Parked {
+            stream,
+            read: header[..header_len].to_vec(),
+            unwritten: write_buf.get(written..).unwrap_or_default().to_vec(),
+            guard: movable,
+        }
     }
 
     async fn main_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
@@ -192,6 +240,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let event = tokio::select! {
                 biased;
                 _ = shutdown.changed(), if self.drain_at.is_none() => {
+                    if self.movable.is_some() && self.handed_over() {
+                        // A safe point: nothing is half-decoded (the frames read so far
+                        // were dispatched). Mid-frame, it closes with 1012 instead.
+                        if !self.decoder.in_progress() {
+                            return End::Move;
+                        }
+                        self.movable = None;
+                    }
                     let delay = self.settings.drain.delay(self.conn.id().as_u64());
                     if delay.is_zero() {
                         return self.drained();
@@ -428,10 +484,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .unwrap_or(far)
     }
 
+    fn handed_over(&self) -> bool {
+        self.settings.stop.get() == Some(&crate::server::Stop::HandedOver)
+    }
+
     /// The close of a shutdown: `[drain]`'s code and reason, or 1012 and `[handover]
     /// reason` when a successor took over (this connection cannot move to it).
     fn drained(&self) -> End {
-        if self.settings.stop.get() == Some(&crate::server::Stop::HandedOver) {
+        if self.handed_over() {
             self.conn.sender().counters().handover_closed("not_movable");
             let reason = self.settings.handover_reason.clone();
             return End::Close(CloseCode::SERVICE_RESTART, reason);
@@ -494,7 +554,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let code = code.map(CloseCode::new).unwrap_or(CloseCode::NO_STATUS);
                 (close_event(code, reason, Initiator::Client), false)
             }
-            End::Network => {
+            End::Network | End::Move => {
                 return close_event(CloseCode::ABNORMAL, String::new(), Initiator::Network);
             }
         };

@@ -57,6 +57,16 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (conn, event);
         async {}
     }
+
+    /// Whether this route's plain-TCP connections may move, open, to a successor process in
+    /// a live handover ([`crate::handover`]): same id, same rooms and user, no close frame.
+    /// Say yes only when the handler keeps nothing per connection outside the [`Conn`]:
+    /// `on_open` does not run again in the successor, and data middleware attached at the
+    /// handshake (other than the [`UserId`](crate::UserId)) does not move. Default: false
+    /// (such connections are closed with 1012 and the handover's reason).
+    fn movable(&self) -> bool {
+        false
+    }
 }
 
 /// Who ended a connection.
@@ -105,6 +115,11 @@ impl Handler for Echo {
         conn.send(message)?;
         Ok(())
     }
+
+    /// Echo keeps no state: its connections move in a live handover.
+    fn movable(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -122,6 +137,7 @@ pub(crate) trait DynHandler: Send + Sync + 'static {
         message: Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
     fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()>;
+    fn movable(&self) -> bool;
 }
 
 impl<H: Handler> DynHandler for H {
@@ -143,6 +159,10 @@ impl<H: Handler> DynHandler for H {
 
     fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()> {
         Box::pin(Handler::on_close(self, conn, event))
+    }
+
+    fn movable(&self) -> bool {
+        Handler::movable(self)
     }
 }
 

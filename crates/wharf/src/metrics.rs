@@ -122,6 +122,8 @@ struct HandoverCounters {
     started: AtomicU64,
     completed: AtomicU64,
     aborted: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections handed to a successor open.
+    moved: AtomicU64,
     /// Connections this process closed because it handed over, by reason.
     closed: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -174,6 +176,11 @@ impl Metrics {
         *lock(&self.handover.aborted).entry(reason).or_default() += 1;
     }
 
+    /// `n` open connections were handed to the successor.
+    pub(crate) fn handover_moved(&self, n: usize) {
+        self.handover.moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A connection was closed, not moved, by a handover, for `reason` (`not_movable`).
     pub(crate) fn handover_closed(&self, reason: &'static str) {
         *lock(&self.handover.closed).entry(reason).or_default() += 1;
@@ -219,7 +226,7 @@ impl Metrics {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), *v))
                     .collect(),
-                connections_moved: 0,
+                connections_moved: self.handover.moved.load(Ordering::Relaxed),
                 connections_closed: lock(&self.handover.closed)
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), *v))
@@ -274,7 +281,7 @@ pub struct HandoverMetrics {
     /// Handovers abandoned, by reason (`exited`, `timeout`, `incompatible`, `spawn_failed`,
     /// `refused`, `busy`, `io`); this process kept serving.
     pub aborted: BTreeMap<String, u64>,
-    /// Connections handed to the successor open (none yet: open connections do not move).
+    /// Connections handed to the successor open (plain TCP, movable handler, no compression).
     pub connections_moved: u64,
     /// Connections closed with 1012 because they could not move, by reason (`not_movable`).
     pub connections_closed: BTreeMap<String, u64>,

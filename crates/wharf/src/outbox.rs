@@ -135,6 +135,13 @@ impl Outbox {
         Ok(queued)
     }
 
+    /// Queues bytes already encoded (a moved connection's unwritten frames).
+    pub(crate) fn push_raw(&self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            let _ = self.push_with(|buf, _| buf.extend_from_slice(bytes));
+        }
+    }
+
     /// Asks the driver to close with `code` and `reason` once what is queued has been written.
     /// Returns false when the connection is already closing.
     pub(crate) fn request_close(&self, code: CloseCode, reason: &str) -> bool {

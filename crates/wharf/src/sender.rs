@@ -479,6 +479,28 @@ impl Sender {
         }
     }
 
+    /// A connection a predecessor handed over: registered as it was, not counted as a new
+    /// handshake.
+    pub(crate) fn resumed(&self, conn: Conn) {
+        let has_user = conn.user().is_some();
+        conn.0.counters.opened();
+        self.hub.registry.insert(conn);
+        if has_user {
+            self.mark_dirty();
+        }
+    }
+
+    /// Puts a moved connection back in `room`, with no presence event: to the room's
+    /// other members it never left.
+    pub(crate) fn rejoin(&self, conn: &Conn, room: &str) {
+        if self.hub.history.covers(room) {
+            let _ = self.history_hub().join(conn, room, false);
+        } else {
+            self.hub.registry.join(conn, room);
+        }
+        self.mark_dirty();
+    }
+
     /// A connection opened.
     pub(crate) fn opened(&self, conn: Conn) {
         let has_user = conn.user().is_some();

@@ -40,10 +40,10 @@ use crate::compression::SendCompression;
 use crate::config::{Compression, Config, ServerConfig, ServerKind};
 use crate::conn::UserId;
 use crate::conn::{Conn, ConnShared};
-use crate::driver::{Driver, DriverSettings, log_closed};
+use crate::driver::{Driver, DriverSettings, Ended, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
-use crate::handover::{Inherited, Upgrader};
+use crate::handover::{Arrivals, Inherited, Mover, Transport, Upgrader};
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
@@ -242,7 +242,9 @@ impl ServerBuilder {
             (None, None) => {}
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (accept_tx, _) = watch::channel(false);
         let stop = Arc::new(OnceLock::new());
+        let mover = Arc::new(Mover::default());
         let tasks = Arc::new(TaskCounter::default());
         let started = Instant::now();
         for (name, _) in &self.websocket {
@@ -286,6 +288,7 @@ impl ServerBuilder {
                     proxy: client_addr::ProxySettings::new(server),
                     tasks: tasks.clone(),
                     shutdown: shutdown_rx.clone(),
+                    mover: mover.clone(),
                 });
                 services.push((server.name.clone(), shared.clone()));
                 Some(shared)
@@ -333,6 +336,7 @@ impl ServerBuilder {
             drain_timeout: self.config.drain_timeout,
             sender: self.sender,
             shutdown_tx,
+            accept_tx,
             tasks,
         })
     }
@@ -443,7 +447,10 @@ pub struct BoundServer {
     stop: Arc<OnceLock<Stop>>,
     drain_timeout: Duration,
     sender: Sender,
+    /// Tells the connections to close (or park, after a handover).
     shutdown_tx: watch::Sender<bool>,
+    /// Tells the listeners to stop accepting.
+    accept_tx: watch::Sender<bool>,
     tasks: Arc<TaskCounter>,
 }
 
@@ -494,6 +501,16 @@ impl BoundServer {
             })
     }
 
+    /// Takes over the open connections a predecessor handed over (see
+    /// [`Inherited::confirm`]): same ids, users and rooms, driven on from where the
+    /// predecessor stopped, with no `on_open`. Call it before
+    /// [`serve_until`](BoundServer::serve_until). Returns how many were resumed.
+    pub fn resume(&self, arrivals: Arrivals) -> usize {
+        let resumed = resume(&self.services, arrivals);
+        info!(resumed, "resumed the predecessor's open connections");
+        resumed
+    }
+
     /// Hands this process's listening sockets to a successor process on request (see
     /// [`crate::handover`]). Take it before [`serve_until`](BoundServer::serve_until) and
     /// stop with [`Stop::HandedOver`] once [`Upgrader::handed_over`] completes.
@@ -519,7 +536,7 @@ impl BoundServer {
         let mut servers = Vec::new();
         for (name, addr, listener, kind) in self.listeners {
             info!(server = %name, %addr, "listening");
-            let stop = self.shutdown_tx.subscribe();
+            let stop = self.accept_tx.subscribe();
             let task = match kind {
                 Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
                 Listener::Http(router, None) => {
@@ -551,8 +568,36 @@ impl BoundServer {
         } else {
             info!(open = self.sender.count(), "shutting down");
         }
-        self.shutdown_tx.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        self.accept_tx.send_replace(true);
+        if why == Stop::HandedOver {
+            // The HTTP requests in flight (pushes, say) finish before the connections park,
+            // so nothing pushed here is lost for a connection that moves.
+            let servers = std::mem::take(&mut servers);
+            let _ = tokio::time::timeout(PARK_WAIT, async {
+                for server in servers {
+                    let _ = server.await;
+                }
+            })
+            .await;
+        }
+        self.shutdown_tx.send_replace(true);
+        if why == Stop::HandedOver {
+            let parked = self
+                .services
+                .first()
+                .map(|(_, shared)| shared.mover.clone());
+            let conns = match parked {
+                Some(mover) => mover.collect(PARK_WAIT).await,
+                None => Vec::new(),
+            };
+            match self.upgrader.send_connections(conns).await {
+                Ok(moved) => info!(moved, "open connections handed to the successor"),
+                Err(e) => {
+                    warn!(error = %e, "open connections could not be handed over; they are lost")
+                }
+            }
+        }
         let drained = tokio::time::timeout_at(deadline, async {
             for server in servers {
                 let _ = server.await;
@@ -574,6 +619,9 @@ impl BoundServer {
     }
 }
 
+/// How long a handover waits for HTTP requests in flight, then for the connections to park.
+const PARK_WAIT: Duration = Duration::from_secs(2);
+
 /// What every connection of one WebSocket server shares.
 pub(crate) struct ServerShared {
     /// The TLS acceptor when the server serves `wss`.
@@ -593,6 +641,8 @@ pub(crate) struct ServerShared {
     pub(crate) proxy: client_addr::ProxySettings,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Connections parked for a successor (one for all servers of the process).
+    pub(crate) mover: Arc<Mover>,
 }
 
 async fn accept_loop(
@@ -682,7 +732,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     admission: Option<peers::Admission>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + Sync,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + Transport + 'static,
 {
     // Boxed so the handshake's state (request head, middleware futures) is freed once it is
     // done instead of sizing the long-lived connection task.
@@ -708,7 +758,7 @@ fn run_connection<S>(
 ) -> impl Future<Output = ()> + Send
 where
     // Sync too: the driver holds `&self` across its awaits.
-    S: AsyncRead + AsyncWrite + Unpin + Send + Sync,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + Transport + 'static,
 {
     let accept::Accepted {
         route,
@@ -748,6 +798,9 @@ where
     }));
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
+    // A compressed connection keeps inflate/deflate state that cannot move.
+    let movable =
+        (S::MOVABLE && deflate.is_none() && route.handler.movable()).then(|| shared.mover.enter());
     let driver = Driver::new(
         stream,
         conn.clone(),
@@ -755,17 +808,119 @@ where
         route.handler.clone(),
         route.ping,
         deflate.as_ref(),
-    );
+    )
+    .movable(movable);
     async move {
-        let event = driver.run(leftover, request, shared.shutdown.clone()).await;
-        log_closed(&conn, &event);
-        shared
-            .sender
-            .counters()
-            .closed(event.code.as_u16(), event.initiator);
+        let ended = driver
+            .run(leftover, Some(request), shared.shutdown.clone())
+            .await;
+        ended_as(&shared, &conn, ended);
         drop(slot);
         drop(admission);
     }
+}
+
+/// Logs and counts a closed connection, or keeps a parked one for the successor.
+fn ended_as<S: Transport>(shared: &ServerShared, conn: &Conn, ended: Ended<S>) {
+    match ended {
+        Ended::Closed(event) => {
+            log_closed(conn, &event);
+            shared
+                .sender
+                .counters()
+                .closed(event.code.as_u16(), event.initiator);
+        }
+        Ended::Moved(parked) => {
+            debug!(conn = %conn.id(), "connection parked for the successor");
+            shared.mover.park(conn, parked);
+        }
+    }
+}
+
+/// Registers every connection a predecessor handed over (same id, user and rooms) before
+/// any of them runs, so that a message one of them sends to a room reaches all the others
+/// that moved; then drives each on from where the predecessor stopped. A connection whose
+/// server or route this process does not have is dropped.
+fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrivals) -> usize {
+    let mut ready = Vec::new();
+    for (moved, fd) in arrivals.0 {
+        let id = crate::ConnId::from_u64(moved.id);
+        let Some((_, shared)) = services.iter().find(|(name, _)| *name == moved.server) else {
+            warn!(conn = %id, server = moved.server, "no such server here: connection dropped");
+            continue;
+        };
+        let Some((route, params)) = shared.router.find(&moved.path) else {
+            warn!(conn = %id, path = moved.path, "no route for it here: connection dropped");
+            continue;
+        };
+        if *route.pattern != *moved.route {
+            warn!(conn = %id, path = moved.path, "its route changed: connection dropped");
+            continue;
+        }
+        let stream = std::net::TcpStream::from(fd);
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!(conn = %id, error = %e, "connection dropped");
+                continue;
+            }
+        };
+        let mut data = http::Extensions::new();
+        if let Some(user) = &moved.user {
+            data.insert(UserId::new(user.clone()));
+        }
+        let outbox = crate::outbox::Outbox::new(shared.settings.limits.max_queue_size, None);
+        outbox.push_raw(&moved.write);
+        let opened_at = SystemTime::UNIX_EPOCH + Duration::from_millis(moved.opened_at_ms);
+        let conn = Conn(Arc::new(ConnShared {
+            id,
+            server: shared.name.clone(),
+            route: route.pattern.clone(),
+            path: moved.path.into(),
+            params: params
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+            peer: moved.peer,
+            protocol: moved.protocol.map(Into::into),
+            opened_at,
+            opened: Instant::now(),
+            data,
+            user: moved.user.map(Into::into),
+            rooms: std::sync::Mutex::new(Some(Vec::new())),
+            outbox,
+            sender: shared.sender.clone(),
+            counters: route.counters.clone(),
+        }));
+        shared.sender.resumed(conn.clone());
+        for room in &moved.rooms {
+            shared.sender.rejoin(&conn, room);
+        }
+        ready.push((shared.clone(), route.clone(), conn, stream, moved.read));
+    }
+    let resumed = ready.len();
+    for (shared, route, conn, stream, read) in ready {
+        let movable = route.handler.movable().then(|| shared.mover.enter());
+        let driver = Driver::new(
+            stream,
+            conn.clone(),
+            shared.settings.clone(),
+            route.handler.clone(),
+            route.ping,
+            None,
+        )
+        .movable(movable);
+        let guard = shared.tasks.enter();
+        tokio::spawn(async move {
+            let ended = driver.run(read, None, shared.shutdown.clone()).await;
+            ended_as(&shared, &conn, ended);
+            drop(guard);
+        });
+    }
+    resumed
 }
 
 /// Counts connection tasks so shutdown can wait for all of them.

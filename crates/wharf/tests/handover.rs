@@ -1,6 +1,7 @@
 //! The handover's old side over a real Unix socket and real listening sockets: a successor
 //! of another format or a stranger is refused before anything moves and the server keeps
-//! serving; a successor that takes the sockets serves on the same port.
+//! serving; a successor that takes the sockets serves on the same port; an open connection
+//! moves with its id and its room, and misses no push nor gets one twice.
 //!
 //! The successor is this test binary run again (`fake_successor`, ignored unless started
 //! with [`HANDOVER_ENV`] set), so the peer-pid check sees the very process that was started.
@@ -15,7 +16,37 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wharf::handover::{HANDOVER_ENV, Inherited};
 use wharf::server::Stop;
-use wharf::{Config, Echo, Router, Server, ServerConfig, ServerKind};
+use wharf::{Config, Conn, Echo, HandlerError, Router, Server, ServerConfig, ServerKind};
+
+/// Joins room `r`; relays every text to the room; answers `whoami` with its id. Keeps
+/// nothing of its own per connection, so its connections may move.
+struct Relay;
+
+impl wharf::Handler for Relay {
+    async fn on_open(&self, conn: &Conn, _: &wharf::OpenRequest) -> Result<(), HandlerError> {
+        conn.join("r");
+        Ok(())
+    }
+
+    async fn on_message(&self, conn: &Conn, message: wharf::Message) -> Result<(), HandlerError> {
+        match message.as_text() {
+            Some("whoami") => conn.send(format!("id:{}", conn.id()))?,
+            Some(text) => {
+                conn.sender().push_room("r", text.to_owned(), None);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn movable(&self) -> bool {
+        true
+    }
+}
+
+fn routes() -> Router {
+    Router::new().route("/echo", Echo).route("/relay", Relay)
+}
 
 fn config() -> Config {
     let mut server = ServerConfig::new("ws", ServerKind::Websocket, 0);
@@ -33,7 +64,7 @@ fn fake_successor() {
         return;
     };
     match std::env::var("FAKE_SUCCESSOR").as_deref() {
-        Ok("v2") => speak(&path, b"WHARF-HO", 2),
+        Ok("v1") => speak(&path, b"WHARF-HO", 1),
         Ok("stranger") => speak(&path, b"SSH-2.0-", 1),
         Ok("takes_over") => take_over(),
         other => panic!("unknown FAKE_SUCCESSOR {other:?}"),
@@ -65,12 +96,13 @@ fn take_over() {
             .expect("handover")
             .expect("started as a successor");
         let bound = Server::builder(config())
-            .websocket("ws", Router::new().route("/echo", Echo))
+            .websocket("ws", routes())
             .inherit(&mut inherited)
             .bind()
             .await
             .expect("bind on the inherited socket");
-        inherited.confirm().expect("confirm");
+        let arrivals = inherited.confirm().expect("confirm");
+        bound.resume(arrivals);
         bound.serve(std::future::pending()).await.expect("serve");
     });
 }
@@ -111,7 +143,7 @@ async fn old_server() -> (
     tokio::task::JoinHandle<()>,
 ) {
     let bound = Server::builder(config())
-        .websocket("ws", Router::new().route("/echo", Echo))
+        .websocket("ws", routes())
         .bind()
         .await
         .expect("bind");
@@ -134,7 +166,7 @@ async fn a_successor_of_another_format_or_a_stranger_is_refused_before_anything_
     let dir = tempfile::tempdir().expect("dir");
     let (addr, upgrader, sender, _task) = old_server().await;
     for (mode, words) in [
-        ("v2", "format v2, this process v1"),
+        ("v1", "format v1, this process v2"),
         ("stranger", "bad magic"),
     ] {
         let error = upgrader
@@ -173,9 +205,89 @@ async fn a_successor_takes_the_listening_socket_and_serves_on_the_same_port() {
     assert_eq!((handovers.started, handovers.completed), (1, 1));
     // A second upgrade of a process that handed over is refused.
     let again = upgrader
-        .upgrade(successor("v2"), dir.path(), &[])
+        .upgrade(successor("v1"), dir.path(), &[])
         .await
         .expect_err("refused");
     assert!(again.to_string().contains("handed over to pid"), "{again}");
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message, within 10 s; panics on anything else (a close above all).
+async fn next_text(ws: &mut Ws) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+async fn whoami(ws: &mut Ws) -> String {
+    ws.send(Message::text("whoami")).await.expect("send");
+    loop {
+        let text = next_text(ws).await;
+        if let Some(id) = text.strip_prefix("id:") {
+            return id.to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_connection_moves_with_its_id_and_misses_no_room_push() {
+    const COUNT: u32 = 1500;
+    let dir = tempfile::tempdir().expect("dir");
+    let (addr, upgrader, sender, task) = old_server().await;
+    let url = format!("ws://{addr}/relay");
+    let (mut subscriber, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    let (mut publisher, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    let (subscriber_id, publisher_id) =
+        (whoami(&mut subscriber).await, whoami(&mut publisher).await);
+    // The publisher sends 1..=COUNT, one a millisecond, through the handover; each comes
+    // back to every member of the room as a push.
+    let publishing = tokio::spawn(async move {
+        for n in 1..=COUNT {
+            publisher
+                .send(Message::text(n.to_string()))
+                .await
+                .expect("publish");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        publisher
+    });
+    let receiving = tokio::spawn(async move {
+        let mut expected = 1;
+        while expected <= COUNT {
+            let text = next_text(&mut subscriber).await;
+            let n: u32 = text
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {text}"));
+            assert_eq!(n, expected, "in order, none lost, none twice");
+            expected += 1;
+        }
+        subscriber
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = upgrader
+        .upgrade(successor("takes_over"), dir.path(), &[])
+        .await
+        .expect("handed over");
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the old server stops")
+        .expect("task");
+    let mut publisher = publishing.await.expect("publisher");
+    let mut subscriber = tokio::time::timeout(Duration::from_secs(20), receiving)
+        .await
+        .expect("every push arrives")
+        .expect("subscriber");
+    assert_eq!(sender.metrics().handovers.connections_moved, 2);
+    // The same connections, with the same ids, now served by the successor.
+    assert_eq!(whoami(&mut subscriber).await, subscriber_id);
+    assert_eq!(whoami(&mut publisher).await, publisher_id);
     let _ = Command::new("kill").arg(pid.to_string()).status();
 }

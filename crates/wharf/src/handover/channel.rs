@@ -17,8 +17,9 @@ use rustix::net::{
 
 use super::wire::{self, FrameError, HEAD_LEN, Message};
 
-/// The most fds one frame may carry (one per server, plus the application's own).
-pub(crate) const MAX_FDS: usize = 32;
+/// The most fds one frame may carry (below the kernel's 253 per message): listening
+/// sockets, or one batch of open connections.
+pub(crate) const MAX_FDS: usize = 128;
 
 /// Why the conversation broke.
 #[derive(Debug, thiserror::Error)]

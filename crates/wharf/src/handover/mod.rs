@@ -27,9 +27,10 @@
 //! }
 //! let bound = builder.bind().await?;
 //! if let Some(inherited) = inherited {
-//!     tokio::task::spawn_blocking(move || inherited.confirm())
+//!     let arrivals = tokio::task::spawn_blocking(move || inherited.confirm())
 //!         .await
 //!         .map_err(std::io::Error::other)??;
+//!     bound.resume(arrivals);
 //! }
 //! let upgrader = bound.upgrader();
 //! let stop = async move {
@@ -42,16 +43,23 @@
 //! # }
 //! ```
 //!
-//! What moves: listening sockets, the node id, the connection sequence. What does not (yet):
-//! open connections, which the old process closes with 1012, spread over `[drain] spread`.
+//! What moves: listening sockets, the node id, the connection sequence, and every open
+//! plain-TCP connection of a [movable](crate::Handler::movable) handler without compression
+//! (same id, rooms, user; bytes in flight either way), which the successor
+//! [resumes](crate::BoundServer::resume) before it serves. The other connections (TLS,
+//! compressed, other handlers) are closed by the old process with 1012, spread over
+//! `[drain] spread`.
 
 mod channel;
 mod error;
+mod moving;
 mod predecessor;
 mod successor;
 mod wire;
 
 pub use error::HandoverError;
+pub use moving::Arrivals;
+pub(crate) use moving::{MovableGuard, Mover, Parked, Transport};
 pub use predecessor::Upgrader;
 pub use successor::Inherited;
 

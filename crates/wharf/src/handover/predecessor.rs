@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::channel::{Channel, ChannelError};
-use super::wire::{FrameError, Message, SocketEntry, SocketKind};
+use super::channel::{Channel, ChannelError, MAX_FDS};
+use super::wire::{FrameError, Message, MovedConn, SocketEntry, SocketKind};
 use super::{HANDOVER_ENV, HandoverError, SEQ_GAP};
 use crate::Sender;
 
@@ -34,6 +34,8 @@ struct Inner {
     /// The successor being tried (0 while it starts), or the one handed over to.
     running: Mutex<Option<u32>>,
     committed: watch::Sender<bool>,
+    /// The handover socket after `Go`, for the open connections.
+    channel: Mutex<Option<Channel>>,
 }
 
 impl std::fmt::Debug for Upgrader {
@@ -68,6 +70,7 @@ impl Upgrader {
             timeout,
             running: Mutex::new(None),
             committed: watch::channel(false).0,
+            channel: Mutex::new(None),
         }))
     }
 
@@ -118,7 +121,8 @@ impl Upgrader {
         .await
         .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))));
         match outcome {
-            Ok(pid) => {
+            Ok((pid, channel)) => {
+                *inner.channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel);
                 claim.1 = true;
                 counters.handover_completed();
                 info!(
@@ -134,6 +138,51 @@ impl Upgrader {
                 Err(error)
             }
         }
+    }
+
+    /// Sends the parked connections to the successor, then `Done`. Called once, by
+    /// `serve_until`, after the handover committed.
+    pub(crate) async fn send_connections(
+        &self,
+        conns: Vec<(MovedConn, OwnedFd)>,
+    ) -> Result<usize, HandoverError> {
+        let channel = self
+            .0
+            .channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut channel) = channel else {
+            return Err(HandoverError::Io(
+                "no successor to send connections to".into(),
+            ));
+        };
+        let counters = self.0.sender.clone();
+        let timeout = self.0.timeout;
+        tokio::task::spawn_blocking(move || {
+            channel
+                .set_timeout(timeout)
+                .map_err(|e| HandoverError::Io(e.to_string()))?;
+            let mut sent = 0;
+            let mut conns = conns;
+            while !conns.is_empty() {
+                let rest = conns.split_off(conns.len().min(MAX_FDS));
+                let batch = std::mem::replace(&mut conns, rest);
+                let (states, fds): (Vec<MovedConn>, Vec<OwnedFd>) = batch.into_iter().unzip();
+                let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+                channel
+                    .send(&Message::Connections { conns: states }, &borrowed)
+                    .map_err(|e| HandoverError::Io(format!("sending connections: {e}")))?;
+                sent += fds.len();
+                counters.counters().handover_moved(fds.len());
+            }
+            channel
+                .send(&Message::Done, &[])
+                .map_err(|e| HandoverError::Io(format!("sending connections: {e}")))?;
+            Ok(sent)
+        })
+        .await
+        .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))))
     }
 
     /// Whether a handover has committed.
@@ -205,7 +254,7 @@ fn run(
     timeout: Duration,
     offer: &Offer,
     started: impl FnOnce(u32),
-) -> Result<u32, HandoverError> {
+) -> Result<(u32, Channel), HandoverError> {
     let deadline = Instant::now() + timeout;
     // Our own pid names the file: one left by a crash of this very process is the only one
     // we may remove.
@@ -237,7 +286,7 @@ fn run(
         let _ = child.kill();
         let _ = child.wait();
     }
-    result.map(|()| pid)
+    result.map(|channel| (pid, channel))
 }
 
 fn converse(
@@ -245,7 +294,7 @@ fn converse(
     child: &mut Child,
     deadline: Instant,
     offer: &Offer,
-) -> Result<(), HandoverError> {
+) -> Result<Channel, HandoverError> {
     let pid = child.id();
     let stream = loop {
         match listener.accept() {
@@ -302,7 +351,8 @@ fn converse(
         Message::Ready => {}
         other => return Err(unexpected(&mut channel, "ready", &other)),
     }
-    channel.send(&Message::Go, &[]).map_err(broken)
+    channel.send(&Message::Go, &[]).map_err(broken)?;
+    Ok(channel)
 }
 
 /// The next message from the successor, or why there is none.

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::channel::{Channel, ChannelError};
 use super::wire::{FrameError, Message, SocketKind};
-use super::{HANDOVER_ENV, HandoverError};
+use super::{Arrivals, HANDOVER_ENV, HandoverError};
 
 /// What a successor received from its predecessor: the listening sockets (by server name),
 /// the node id and connection sequence to continue, and the socket to confirm on.
@@ -127,17 +127,41 @@ impl Inherited {
         Some(self.unix.remove(at).1)
     }
 
-    /// Tells the predecessor this process is up and healthy, and waits for it to commit
-    /// (it stops accepting). Serve only after this returns `Ok`: on an error the predecessor
-    /// keeps serving and this process must exit. Blocking.
-    pub fn confirm(mut self) -> Result<(), HandoverError> {
+    /// Tells the predecessor this process is up and healthy, waits for it to commit (it
+    /// stops accepting), then receives its open connections. Give them to
+    /// [`BoundServer::resume`](crate::BoundServer::resume), then serve. On an error the
+    /// predecessor keeps serving and this process must exit. Blocking.
+    pub fn confirm(mut self) -> Result<Arrivals, HandoverError> {
         self.channel.set_timeout(self.timeout).map_err(io)?;
         self.channel.send(&Message::Ready, &[]).map_err(io)?;
         match self.channel.recv().map_err(from_channel)? {
-            (Message::Go, _) => Ok(()),
-            (Message::Refused { reason }, _) => Err(HandoverError::Refused(reason)),
-            (other, _) => Err(HandoverError::Io(format!("expected `go`, got {other:?}"))),
+            (Message::Go, _) => {}
+            (Message::Refused { reason }, _) => return Err(HandoverError::Refused(reason)),
+            (other, _) => {
+                return Err(HandoverError::Io(format!("expected `go`, got {other:?}")));
+            }
         }
+        // Committed: from here the listening sockets are ours whatever happens; connections
+        // that do not arrive are lost (their sockets close with the predecessor).
+        let mut arrivals = Vec::new();
+        loop {
+            match self.channel.recv().map_err(from_channel)? {
+                (Message::Connections { conns }, fds) if fds.len() == conns.len() => {
+                    arrivals.extend(conns.into_iter().zip(fds));
+                }
+                (Message::Done, _) => break,
+                (other, _) => {
+                    return Err(HandoverError::Io(format!(
+                        "expected connections, got {other:?}"
+                    )));
+                }
+            }
+        }
+        info!(
+            connections = arrivals.len(),
+            "received the predecessor's open connections"
+        );
+        Ok(Arrivals(arrivals))
     }
 
     /// Refuses the handover (this process cannot serve), telling the predecessor why.

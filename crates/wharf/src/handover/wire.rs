@@ -16,6 +16,8 @@
 //! old → new  Sockets { node, next_seq, sockets }      + one fd per socket (SCM_RIGHTS)
 //! new → old  Ready                                   (config loaded, servers bound, healthy)
 //! old → new  Go                                      (the old one stops accepting)
+//! old → new  Connections { conns }                   + one fd per connection (repeated)
+//! old → new  Done                                    (the successor may serve)
 //! ```
 //!
 //! Either side may send `Refused { reason }` instead of its next message and hang up.
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every frame.
 pub(crate) const MAGIC: [u8; 8] = *b"WHARF-HO";
 /// The format this build speaks. Bump it when a message changes incompatibly.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 /// Magic, version and length.
 pub(crate) const HEAD_LEN: usize = 14;
 /// The largest JSON body accepted: far above any real message, far below a memory problem.
@@ -53,11 +55,46 @@ pub(crate) enum Message {
     Ready,
     /// The old process has committed: it stops accepting, the successor serves.
     Go,
+    /// Open connections handed over after `Go`; the fds travel with this frame, in order.
+    Connections {
+        /// Each connection's state.
+        conns: Vec<MovedConn>,
+    },
+    /// No more connections: the successor serves from now on.
+    Done,
     /// The sender will not go on, and why.
     Refused {
         /// Said in the other side's log.
         reason: String,
     },
+}
+
+/// An open connection handed over: all the successor needs to go on with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MovedConn {
+    /// Its id (`ConnId::as_u64`), kept.
+    pub(crate) id: u64,
+    /// The server it came in on.
+    pub(crate) server: String,
+    /// The route pattern it matched (the successor checks its router agrees).
+    pub(crate) route: String,
+    /// The request path (the path parameters are found again from it).
+    pub(crate) path: String,
+    /// The client's address.
+    pub(crate) peer: std::net::SocketAddr,
+    /// The subprotocol agreed.
+    pub(crate) protocol: Option<String>,
+    /// When it opened, in milliseconds since the Unix epoch.
+    pub(crate) opened_at_ms: u64,
+    /// Its user, when the handshake set one.
+    pub(crate) user: Option<String>,
+    /// The rooms it is in, in the order it joined them.
+    pub(crate) rooms: Vec<String>,
+    /// The bytes of a frame header read but not yet complete.
+    pub(crate) read: Vec<u8>,
+    /// The bytes queued or partly written to the client, to write first.
+    pub(crate) write: Vec<u8>,
 }
 
 /// One listening socket handed over.
@@ -156,14 +193,14 @@ mod tests {
     #[test]
     fn another_format_or_a_stranger_is_refused_on_the_head() {
         let mut frame = encode(&Message::Ready);
-        frame[9] = 2;
-        assert_eq!(decode_head(&head(&frame)), Err(FrameError::Version(2)));
+        frame[9] = 1;
+        assert_eq!(decode_head(&head(&frame)), Err(FrameError::Version(1)));
         assert!(
-            FrameError::Version(2)
+            FrameError::Version(1)
                 .to_string()
-                .contains("v2, this process v1"),
+                .contains("v1, this process v2"),
             "{}",
-            FrameError::Version(2)
+            FrameError::Version(1)
         );
         frame[0] = b'X';
         assert_eq!(decode_head(&head(&frame)), Err(FrameError::Magic));

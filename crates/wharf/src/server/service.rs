@@ -190,6 +190,14 @@ fn switching(accepted: &Accepted) -> Response<Body> {
 /// allows, so it costs no synchronisation (the `SyncWrapper` idea).
 struct Upgraded(Mutex<TokioIo<hyper::upgrade::Upgraded>>);
 
+impl crate::handover::Transport for Upgraded {
+    /// hyper owns the socket (and may have buffered bytes): it stays in this process.
+    const MOVABLE: bool = false;
+    fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+}
+
 impl Upgraded {
     fn io(self: Pin<&mut Self>) -> Pin<&mut TokioIo<hyper::upgrade::Upgraded>> {
         Pin::new(
