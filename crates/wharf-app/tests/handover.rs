@@ -419,6 +419,16 @@ async fn an_upgrade_refuses_no_client_moves_echo_connections_and_closes_the_othe
             .await
             .expect("a moved connection still echoes");
     }
+    // The successor counted them, and the longest pause one of them saw.
+    let metrics = reqwest_metrics(serve.http).await;
+    assert!(
+        metrics.contains("wharf_handover_connections_resumed_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wharf_handover_pause_max_ms "),
+        "{metrics}"
+    );
     // The successor serves on the same port, and answers `wharf upgrade` in its turn.
     assert!(serves(serve.ws).await);
     let health = tokio::net::TcpStream::connect(serve.http).await;

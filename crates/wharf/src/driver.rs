@@ -240,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let event = tokio::select! {
                 biased;
                 _ = shutdown.changed(), if self.drain_at.is_none() => {
-                    if self.movable.is_some() && self.handed_over() {
+                    if self.movable.as_ref().is_some_and(|m| m.may_park()) && self.handed_over() {
                         // A safe point: nothing is half-decoded (the frames read so far
                         // were dispatched). Mid-frame, it closes with 1012 instead.
                         if !self.decoder.in_progress() {

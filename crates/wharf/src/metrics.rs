@@ -124,6 +124,10 @@ struct HandoverCounters {
     aborted: Mutex<BTreeMap<&'static str, u64>>,
     /// Connections handed to a successor open.
     moved: AtomicU64,
+    /// Connections this process took over open from its predecessor.
+    resumed: AtomicU64,
+    /// The longest pause a connection taken over saw (ms), over every handover.
+    pause_max_ms: AtomicU64,
     /// Connections this process closed because it handed over, by reason.
     closed: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -174,6 +178,14 @@ impl Metrics {
     /// A handover was abandoned for `reason` (see `HandoverError::reason`).
     pub(crate) fn handover_aborted(&self, reason: &'static str) {
         *lock(&self.handover.aborted).entry(reason).or_default() += 1;
+    }
+
+    /// `n` open connections were taken over from the predecessor, the longest pause `max_ms`.
+    pub(crate) fn handover_resumed(&self, n: usize, max_ms: u64) {
+        self.handover.resumed.fetch_add(n as u64, Ordering::Relaxed);
+        self.handover
+            .pause_max_ms
+            .fetch_max(max_ms, Ordering::Relaxed);
     }
 
     /// `n` open connections were handed to the successor.
@@ -227,6 +239,8 @@ impl Metrics {
                     .map(|(k, v)| ((*k).to_owned(), *v))
                     .collect(),
                 connections_moved: self.handover.moved.load(Ordering::Relaxed),
+                connections_resumed: self.handover.resumed.load(Ordering::Relaxed),
+                pause_max_ms: self.handover.pause_max_ms.load(Ordering::Relaxed),
                 connections_closed: lock(&self.handover.closed)
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), *v))
@@ -283,6 +297,11 @@ pub struct HandoverMetrics {
     pub aborted: BTreeMap<String, u64>,
     /// Connections handed to the successor open (plain TCP, movable handler, no compression).
     pub connections_moved: u64,
+    /// Connections this process took over open from its predecessor.
+    pub connections_resumed: u64,
+    /// The longest pause (ms) a connection taken over saw between the predecessor's last
+    /// byte and this process's first.
+    pub pause_max_ms: u64,
     /// Connections closed with 1012 because they could not move, by reason (`not_movable`).
     pub connections_closed: BTreeMap<String, u64>,
 }
@@ -522,10 +541,23 @@ impl HandoverMetrics {
                 "Connections handed to a successor open.",
                 self.connections_moved,
             ),
+            (
+                "wharf_handover_connections_resumed_total",
+                "Connections taken over open from the predecessor.",
+                self.connections_resumed,
+            ),
         ] {
             header(out, name, "counter", help);
             let _ = writeln!(out, "{name} {value}");
         }
+        let name = "wharf_handover_pause_max_ms";
+        header(
+            out,
+            name,
+            "gauge",
+            "Longest pause a connection taken over saw, in milliseconds.",
+        );
+        let _ = writeln!(out, "{name} {}", self.pause_max_ms);
         for (name, help, map) in [
             (
                 "wharf_handovers_aborted_total",

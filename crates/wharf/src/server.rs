@@ -289,6 +289,7 @@ impl ServerBuilder {
                     tasks: tasks.clone(),
                     shutdown: shutdown_rx.clone(),
                     mover: mover.clone(),
+                    handshaking: AtomicUsize::new(0),
                 });
                 services.push((server.name.clone(), shared.clone()));
                 Some(shared)
@@ -557,6 +558,12 @@ impl BoundServer {
         let why = stop.await;
         // Set before the drivers hear of the shutdown: they read it to pick their close.
         let _ = self.stop.set(why);
+        let moving = why == Stop::HandedOver && self.upgrader.is_handed_over();
+        if moving {
+            if let Some((_, shared)) = self.services.first() {
+                shared.mover.open();
+            }
+        }
         if why == Stop::HandedOver {
             info!(
                 open = self.sender.count(),
@@ -574,15 +581,20 @@ impl BoundServer {
             // The HTTP requests in flight (pushes, say) finish before the connections park,
             // so nothing pushed here is lost for a connection that moves.
             let servers = std::mem::take(&mut servers);
+            let services = &self.services;
             let _ = tokio::time::timeout(PARK_WAIT, async {
                 for server in servers {
                     let _ = server.await;
+                }
+                // The accept loops have ended: every connection they took is counted.
+                while (services.iter()).any(|(_, s)| s.handshaking.load(Ordering::Acquire) > 0) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             })
             .await;
         }
         self.shutdown_tx.send_replace(true);
-        if why == Stop::HandedOver {
+        if moving {
             let parked = self
                 .services
                 .first()
@@ -643,6 +655,9 @@ pub(crate) struct ServerShared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Connections parked for a successor (one for all servers of the process).
     pub(crate) mover: Arc<Mover>,
+    /// Connections accepted on the listener whose handshake is not done: a handover lets
+    /// them finish (and register) before the connections park, so none is refused with 503.
+    pub(crate) handshaking: AtomicUsize,
 }
 
 async fn accept_loop(
@@ -656,6 +671,9 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = shared.tasks.enter();
+                    // Counted before the task runs: a handover waits for it (see
+                    // `ServerShared::handshaking`).
+                    shared.handshaking.fetch_add(1, Ordering::AcqRel);
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         handle_connection(shared, stream, peer).await;
@@ -679,7 +697,10 @@ async fn handle_connection(shared: Arc<ServerShared>, mut stream: TcpStream, tcp
         let header = client_addr::from_proxy_protocol(&shared, &mut stream, tcp_peer);
         match Box::pin(header).await {
             Some(client) => client,
-            None => return,
+            None => {
+                shared.handshaking.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
         }
     } else {
         tcp_peer
@@ -719,7 +740,10 @@ async fn serve_tls(
     let timeout = shared.settings.limits.handshake_timeout;
     match tls::handshake(&acceptor, stream, peer, timeout).await {
         Some(tls) => serve_connection(shared, tls, peer, admission).await,
-        None => shared.sender.counters().rejected("tls_handshake"),
+        None => {
+            shared.handshaking.fetch_sub(1, Ordering::AcqRel);
+            shared.sender.counters().rejected("tls_handshake");
+        }
     }
 }
 
@@ -738,9 +762,16 @@ async fn serve_connection<S>(
     // done instead of sizing the long-lived connection task.
     let handshake = upgrade::handshake(&shared, &mut stream, peer, admission);
     let Some((accepted, leftover)) = Box::pin(handshake).await else {
+        shared.handshaking.fetch_sub(1, Ordering::AcqRel);
         return;
     };
-    run_connection(shared, stream, accepted, leftover).await;
+    // Registered (and counted as movable) before the handshake stops being counted, so a
+    // handover that waited for the handshakes finds it among its connections.
+    let handshaking = shared.clone();
+    let running = run_connection(shared, stream, accepted, leftover);
+    handshaking.handshaking.fetch_sub(1, Ordering::AcqRel);
+    drop(handshaking);
+    running.await;
 }
 
 /// Runs an accepted connection, from either door, to its end: registers it (at once), then
@@ -843,7 +874,10 @@ fn ended_as<S: Transport>(shared: &ServerShared, conn: &Conn, ended: Ended<S>) {
 /// server or route this process does not have is dropped.
 fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrivals) -> usize {
     let mut ready = Vec::new();
+    let mut pauses = Vec::new();
+    let now = crate::handover::now_ms();
     for (moved, fd) in arrivals.0 {
+        pauses.push(now.saturating_sub(moved.parked_at_ms));
         let id = crate::ConnId::from_u64(moved.id);
         let Some((_, shared)) = services.iter().find(|(name, _)| *name == moved.server) else {
             warn!(conn = %id, server = moved.server, "no such server here: connection dropped");
@@ -902,6 +936,19 @@ fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrivals) -> usize
         ready.push((shared.clone(), route.clone(), conn, stream, moved.read));
     }
     let resumed = ready.len();
+    pauses.sort_unstable();
+    if let (Some(max), Some((_, shared))) = (pauses.last(), services.first()) {
+        let p50 = pauses[pauses.len() / 2];
+        let p99 = pauses[(pauses.len() * 99 / 100).min(pauses.len() - 1)];
+        info!(
+            resumed,
+            pause_p50_ms = p50,
+            pause_p99_ms = p99,
+            pause_max_ms = *max,
+            "the pause the moved connections saw"
+        );
+        shared.sender.counters().handover_resumed(resumed, *max);
+    }
     for (shared, route, conn, stream, read) in ready {
         let movable = route.handler.movable().then(|| shared.mover.enter());
         let driver = Driver::new(

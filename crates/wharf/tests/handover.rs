@@ -291,3 +291,34 @@ async fn an_open_connection_moves_with_its_id_and_misses_no_room_push() {
     assert_eq!(whoami(&mut publisher).await, publisher_id);
     let _ = Command::new("kill").arg(pid.to_string()).status();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_successor_a_handed_over_stop_closes_movable_connections_with_1012() {
+    let bound = Server::builder(config())
+        .websocket("ws", routes())
+        .bind()
+        .await
+        .expect("bind");
+    let addr = bound.local_addr("ws").expect("addr");
+    let (go, stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve_until(async move {
+        let _ = stop.await;
+        Stop::HandedOver
+    }));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
+        .await
+        .expect("connect");
+    ws.send(Message::text("ping")).await.expect("send");
+    assert_eq!(next_text(&mut ws).await, "ping");
+    let _ = go.send(());
+    // Nobody to move it to: it is closed, not parked and dropped.
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected a 1012 close, got {other:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("serve returns")
+        .expect("task")
+        .expect("serve");
+}

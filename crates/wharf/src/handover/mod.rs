@@ -59,7 +59,7 @@ mod wire;
 
 pub use error::HandoverError;
 pub use moving::Arrivals;
-pub(crate) use moving::{MovableGuard, Mover, Parked, Transport};
+pub(crate) use moving::{MovableGuard, Mover, Parked, Transport, now_ms};
 pub use predecessor::Upgrader;
 pub use successor::Inherited;
 

@@ -9,7 +9,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
@@ -58,10 +58,20 @@ pub(crate) struct Mover {
     parked: Mutex<Vec<(Conn, MovedConn, OwnedFd)>>,
     undecided: AtomicUsize,
     decided: Notify,
+    /// Set once a successor has committed: only then may a connection park (a
+    /// `Stop::HandedOver` without one closes them all with 1012).
+    open: AtomicBool,
 }
 
 /// Held by a movable connection's driver until it has parked or decided to close instead.
 pub(crate) struct MovableGuard(Arc<Mover>);
+
+impl MovableGuard {
+    /// Whether a successor is there to take the connection.
+    pub(crate) fn may_park(&self) -> bool {
+        self.0.open.load(Ordering::Acquire)
+    }
+}
 
 impl Drop for MovableGuard {
     fn drop(&mut self) {
@@ -72,6 +82,11 @@ impl Drop for MovableGuard {
 }
 
 impl Mover {
+    /// A successor committed: movable connections may park from now on.
+    pub(crate) fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
     /// A movable connection opened (or was resumed).
     pub(crate) fn enter(self: &Arc<Self>) -> MovableGuard {
         self.undecided.fetch_add(1, Ordering::AcqRel);
@@ -104,6 +119,7 @@ impl Mover {
                 rooms: Vec::new(),
                 read,
                 write: unwritten,
+                parked_at_ms: now_ms(),
             };
             lock(&self.parked).push((conn.clone(), moved, fd));
         }
@@ -134,6 +150,15 @@ impl Mover {
             })
             .collect()
     }
+}
+
+/// Milliseconds since the Unix epoch (a moved connection's pause is measured across
+/// processes, so by the wall clock).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

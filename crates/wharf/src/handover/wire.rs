@@ -95,6 +95,9 @@ pub(crate) struct MovedConn {
     pub(crate) read: Vec<u8>,
     /// The bytes queued or partly written to the client, to write first.
     pub(crate) write: Vec<u8>,
+    /// When the old process stopped serving it (milliseconds since the Unix epoch): the
+    /// successor reports the pause each connection saw.
+    pub(crate) parked_at_ms: u64,
 }
 
 /// One listening socket handed over.
