@@ -421,10 +421,13 @@ async fn an_upgrade_refuses_no_client_moves_echo_connections_and_closes_the_othe
     }
     // The successor counted them, and the longest pause one of them saw.
     let metrics = reqwest_metrics(serve.http).await;
-    assert!(
-        metrics.contains("wharf_handover_connections_resumed_total 5"),
-        "{metrics}"
-    );
+    // The 5 above, and any of the connecting clients' that were open at that instant.
+    let resumed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_handover_connections_resumed_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resumed count in {metrics}"));
+    assert!(resumed >= 5, "{resumed} resumed");
     assert!(
         metrics.contains("wharf_handover_pause_max_ms "),
         "{metrics}"
