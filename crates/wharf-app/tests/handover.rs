@@ -697,3 +697,31 @@ async fn echo_clients_ride_three_upgrades_and_a_crashing_successor_with_nothing_
         slowest[slowest.len() - 1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_successor_keeps_the_node_id_and_the_moved_connections() {
+    let engine = common::engine::Engine::start("redis");
+    let (url, prefix) = (engine.url(), common::cluster::prefix("handover"));
+    let mut serve = Serve::start(&[
+        ("WHARF_CLUSTER_BACKPLANE", url.as_str()),
+        ("WHARF_CLUSTER_PREFIX", prefix.as_str()),
+    ]);
+    let node = serve.log.message("cluster node starting")["node"].clone();
+    assert!(node.as_u64().is_some_and(|n| n != 0), "{node}");
+    let mut client = open(serve.ws).await.expect("open");
+    echo(&mut client, "before").await.expect("echo");
+    let mark = serve.log.mark();
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(ok, "{output}");
+    serve.successors.push(successor_pid(&output));
+    let again = serve
+        .log
+        .wait_new(mark, "the successor's cluster node", |l| {
+            l["message"] == "cluster node starting"
+        });
+    assert_eq!(again["node"], node, "the successor keeps the node id");
+    assert!(serve.exited(Duration::from_secs(10)).success());
+    echo(&mut client, "after")
+        .await
+        .expect("moved, still served");
+}
