@@ -46,6 +46,21 @@ pub(crate) fn accept_service() -> HandshakeService {
     ))
 }
 
+/// What of the handshake's extensions the connection keeps: the values the middleware
+/// inserted. The address and route parameters wharf put there for the middleware are the
+/// connection's own fields (`Conn::peer`, which `Conn::get::<PeerAddr>` also finds, and
+/// `Conn::param`); when nothing else is left the map is dropped, so an idle connection
+/// without middleware data holds no map (two boxed values and a hash table).
+fn connection_data(mut data: Extensions) -> Extensions {
+    data.remove::<PeerAddr>();
+    data.remove::<RouteParams>();
+    if data.is_empty() {
+        Extensions::new()
+    } else {
+        data
+    }
+}
+
 /// A connection slot of the server's `max_connections`, released on drop.
 pub(crate) struct Slot(Arc<ServerShared>);
 
@@ -181,6 +196,7 @@ pub(crate) async fn accept(
         error!(route = %route.pattern, "a middleware answered 101 without passing the request on");
         return Err(refuse(Rejection::internal(), peer));
     };
+    let data = connection_data(data);
     let offered = request
         .headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -208,4 +224,24 @@ pub(crate) async fn accept(
         peer,
         admission,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_keeps_only_what_the_middleware_inserted() {
+        let mut handshake = Extensions::new();
+        handshake.insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 1))));
+        handshake.insert(RouteParams {
+            route: "/chat/{room}".into(),
+            params: vec![("room".into(), "lobby".into())],
+        });
+        assert!(connection_data(handshake.clone()).is_empty());
+        handshake.insert(String::from("claims"));
+        let kept = connection_data(handshake);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept.get::<String>().map(String::as_str), Some("claims"));
+    }
 }
