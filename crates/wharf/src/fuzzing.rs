@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use http::HeaderMap;
 
-use crate::handshake::{read_head, validate_upgrade, write_response, write_switching};
+use crate::handshake::{Upgrade, read_head, validate_upgrade, write_response, write_switching};
 
 /// Runs the opening handshake on `data` as if a client had sent it: reads and parses the
 /// request head within the limits, validates the upgrade, negotiates permessage-deflate and
@@ -23,7 +23,8 @@ use crate::handshake::{read_head, validate_upgrade, write_response, write_switch
 ///
 /// # Panics
 /// When the parser breaks one of its invariants: a 101 with a wrong accept key, a response
-/// that is not HTTP/1.1, or more leftover bytes than were sent.
+/// that is not HTTP/1.1, more leftover bytes than were sent, or an HTTP/1 head taken for
+/// an HTTP/2 one.
 pub fn handshake(data: &[u8]) {
     let Some((&limits, stream)) = data.split_first() else {
         return;
@@ -51,7 +52,10 @@ pub fn handshake(data: &[u8]) {
                 "leftover longer than the input"
             );
             match validate_upgrade(&head.request) {
-                Ok(accept) => {
+                Ok(Upgrade::ExtendedConnect) => {
+                    panic!("an HTTP/1 head was taken for an HTTP/2 extended CONNECT")
+                }
+                Ok(Upgrade::Http1 { accept_key: accept }) => {
                     let key = head
                         .request
                         .headers()
