@@ -2,8 +2,8 @@
 //! opens each WebSocket as an extended CONNECT stream: on an `http` server's port and on an
 //! axum app mounting `BoundServer::service` (the same tests over both, see
 //! [`on_both_ports!`]), then over TLS with ALPN `h2`. Echo, several WebSockets on one TCP
-//! connection, refusals as h2 responses with the HTTP/1.1 JSON bodies, `Sender` pushes, and
-//! the shutdown's 1001.
+//! connection, refusals as h2 responses with the HTTP/1.1 JSON bodies, `Sender` pushes, the
+//! shutdown's 1001, and permessage-deflate inside a stream.
 
 #[path = "h2/client.rs"]
 mod client;
@@ -19,6 +19,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -26,7 +27,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wharf::{Config, Echo, Route, Router, Server, TlsConfig};
+use wharf::{Compression, Config, Echo, Route, Router, Server, TlsConfig};
+use wharf_proto::{DeflateParams, Deflater, Inflater, OpCode, encode_compressed_frame};
 
 /// Where the WebSocket routes are served over h2.
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +313,56 @@ async fn shutdown_closes_h2_websockets_with_1001(port: Port) {
     server.join().await.expect("serve returned Ok");
     // The HTTP server then ends the connection the streams shared.
     client.closed().await;
+}
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_and_used_inside_the_stream() {
+    let http = http_server().with_compression(Compression::on());
+    let builder = Server::builder(Config::empty().with_server(http))
+        .websocket("http", Router::new().route("/echo", Echo));
+    let server = start(builder).await;
+    let mut client = h2_connect(server.http.expect("the http server")).await;
+    // What Chromium and Firefox offer.
+    let offer = [
+        VERSION_13,
+        (
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        ),
+    ];
+    let (head, mut ws) = match client.connect("/echo", "websocket", &offer).await {
+        Ok(opened) => opened,
+        Err(refusal) => panic!("refused: {refusal:?}"),
+    };
+    let agreed = head
+        .header("sec-websocket-extensions")
+        .and_then(DeflateParams::from_response)
+        .expect("permessage-deflate agreed in the 200");
+    let mut deflater = Deflater::new(15, 6, agreed.client_no_context_takeover);
+    let mut inflater = Inflater::new(agreed.server_no_context_takeover);
+
+    // Raw frames on the stream (tungstenite does not speak permessage-deflate): a compressed
+    // message in, a compressed message back.
+    let text = "permessage-deflate inside an h2 stream ".repeat(40);
+    let mut body = Vec::new();
+    deflater.compress(text.as_bytes(), &mut body);
+    let mut frame = Vec::new();
+    encode_compressed_frame(&mut frame, OpCode::Text, &body, Some(MASK));
+    let stream = ws.get_mut();
+    within("write", stream.write_all(&frame))
+        .await
+        .expect("write");
+    let echoed = within("the echo", read_frame(stream))
+        .await
+        .expect("a frame");
+    assert!(
+        echoed.fin && echoed.rsv1,
+        "a compressed message: {echoed:?}"
+    );
+    let inflated = inflater
+        .inflate(&echoed.payload, 1 << 20)
+        .expect("valid DEFLATE from the server");
+    assert_eq!(inflated, text.as_bytes());
 }
 
 /// A TLS connection to `addr` offering `alpn`, trusting only the test CA.

@@ -533,8 +533,11 @@ pub(crate) fn masked_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8>
 /// A fixed client mask.
 pub(crate) const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
-/// Reads one unmasked server frame; `None` at EOF before a frame starts.
-pub(crate) async fn read_frame(tcp: &mut TcpStream) -> Option<ServerFrame> {
+/// Reads one unmasked server frame (from TCP, or any byte stream such as an h2 stream);
+/// `None` at EOF before a frame starts.
+pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    tcp: &mut S,
+) -> Option<ServerFrame> {
     let mut head = [0u8; 2];
     if tcp.read_exact(&mut head).await.is_err() {
         return None;
