@@ -5,7 +5,8 @@
 //! (`accept.rs`) and one connection runner (`run_connection`): the raw listener
 //! (`upgrade.rs`, the head read with httparse) and the tower service
 //! ([`WebSocketService`], `service.rs`, the head read by hyper), which an axum app mounts and
-//! an `http` server uses for WebSocket routes on its own port.
+//! an `http` server uses for WebSocket routes on its own port. The second door also takes
+//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT, `extended_connect.rs`).
 //!
 //! ```no_run
 //! use wharf::{Config, Echo, Router, Server};
@@ -228,7 +229,7 @@ impl ServerBuilder {
                 let shared = Arc::new(ServerShared {
                     tls: match (&server.tls, server.kind) {
                         (Some(config), ServerKind::Websocket) => {
-                            Some(tls::acceptor(&server.name, config)?)
+                            Some(tls::acceptor(&server.name, config, tls::ALPN_HTTP1)?)
                         }
                         _ => None,
                     },
@@ -271,7 +272,7 @@ impl ServerBuilder {
                     let sender = self.sender.clone();
                     let tls = match &server.tls {
                         Some(config) => Some((
-                            tls::acceptor(&server.name, config)?,
+                            tls::acceptor(&server.name, config, tls::ALPN_H2_HTTP1)?,
                             server.limits.handshake_timeout,
                         )),
                         None => None,

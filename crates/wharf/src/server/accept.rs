@@ -1,6 +1,7 @@
 //! The one handshake decision: from a request head and the client's address to an accepted
 //! upgrade or a refusal. Both doors feed it, the raw listener (a head parsed with httparse)
-//! and the tower service (a head hyper parsed); neither decides anything beside it.
+//! and the tower service (a head hyper parsed, HTTP/1.1 or an HTTP/2 extended CONNECT);
+//! neither decides anything beside it.
 //!
 //! In order: the per-address cap (when the address comes from the head), the route, the
 //! RFC 6455 checks, the route's origins (before any middleware, so a hijacking page never
@@ -20,7 +21,7 @@ use wharf_proto::DeflateParams;
 use super::ServerShared;
 use super::peers::Admission;
 use crate::conn::OpenRequest;
-use crate::handshake::validate_upgrade;
+use crate::handshake::{Upgrade, validate_upgrade};
 use crate::middleware::{HandshakeRequest, HandshakeService, PeerAddr, RouteParams};
 use crate::rejection::{HandshakeResponse, Rejection, refusal_reason};
 use crate::routing::CompiledRoute;
@@ -70,7 +71,8 @@ impl Drop for Slot {
     }
 }
 
-/// An accepted handshake: what the 101 says and what the connection starts with.
+/// An accepted handshake: what the 101 (or, over HTTP/2, the 200) says and what the
+/// connection starts with.
 pub(crate) struct Accepted {
     pub(crate) route: Arc<CompiledRoute>,
     pub(crate) request: OpenRequest,
@@ -80,8 +82,9 @@ pub(crate) struct Accepted {
     pub(crate) protocol: Option<String>,
     /// permessage-deflate, when enabled and offered.
     pub(crate) deflate: Option<DeflateParams>,
-    /// The `Sec-WebSocket-Accept` value.
-    pub(crate) accept_key: String,
+    /// How the client asked: an HTTP/1.1 upgrade (answered 101 with its
+    /// `Sec-WebSocket-Accept` value) or an HTTP/2 extended CONNECT (answered 200).
+    pub(crate) upgrade: Upgrade,
     /// Headers the middleware put on its 101, to send beside wharf's own.
     pub(crate) headers: HeaderMap,
     pub(crate) slot: Slot,
@@ -148,7 +151,7 @@ pub(crate) async fn accept(
             peer,
         ));
     };
-    let accept_key = validate_upgrade(&request).map_err(|r| refuse(r, peer))?;
+    let upgrade = validate_upgrade(&request).map_err(|r| refuse(r, peer))?;
     // Before any middleware: a forbidden origin must not reach authentication (a cookie
     // check would succeed for the hijacking page).
     route
@@ -218,7 +221,7 @@ pub(crate) async fn accept(
         params,
         protocol,
         deflate: deflate.flatten(),
-        accept_key,
+        upgrade,
         headers: std::mem::take(response.headers_mut()),
         slot,
         peer,
