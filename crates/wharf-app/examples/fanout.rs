@@ -44,6 +44,10 @@ struct Args {
     /// Payload bytes per message
     #[arg(long, default_value_t = 32)]
     size: usize,
+    /// Publish through `POST /api/publish` (the room must keep history: each message gets a
+    /// position and is stored before the fan-out) instead of `POST /api/push`
+    #[arg(long)]
+    history: bool,
     /// Give up after this many seconds
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -124,8 +128,13 @@ async fn main() -> anyhow::Result<()> {
     let text = "x".repeat(args.size);
     let body = serde_json::json!({ "room": args.room, "text": text }).to_string();
     let first = Instant::now();
+    let endpoint = if args.history {
+        "/api/publish"
+    } else {
+        "/api/push"
+    };
     for _ in 0..args.messages {
-        request(&args, "POST", "/api/push", &body).await?;
+        request(&args, "POST", endpoint, &body).await?;
     }
     let pushed = first.elapsed();
     let total = args.conns as u64 * args.messages;
@@ -147,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         "conns": args.conns,
         "messages": args.messages,
         "size": args.size,
+        "history": args.history,
         "deliveries": total,
         "seconds": elapsed,
         "deliveries_per_sec": total as f64 / elapsed,

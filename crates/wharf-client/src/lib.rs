@@ -4,8 +4,10 @@
 //! automatically), closes with a bounded wait for the server's reply and can be
 //! [`split`](Client::split) into halves for two tasks. [`Reconnecting`] adds
 //! exponential backoff with jitter and a hook run after every (re)connect, [`rooms`] speaks
-//! the rooms protocol (subscriptions recovered across reconnects), [`cli`] is the
-//! `wharf client` command line and [`bench`] the `wharf bench` load generator.
+//! the rooms protocol (subscriptions recovered across reconnects). With the `cli` feature
+//! (off by default, on in the `wharf` binary), `cli` is the `wharf client` command line and
+//! `bench` the `wharf bench` load generator; without it the library compiles neither clap
+//! nor hdrhistogram.
 //!
 //! ```no_run
 //! use wharf_client::{ClientConfig, Event, Message, connect};
@@ -44,10 +46,12 @@
 //!
 //! `url` (parsing `ws://`/`wss://`), `transport` (TCP or rustls, as one enum), `handshake`
 //! (the HTTP upgrade), `client` ([`Client`] and its halves), `error` ([`ClientError`]),
-//! `reconnect` ([`Reconnecting`]), [`rooms`] (the `wharf.rooms.v1` client), [`cli`]
-//! (`wharf client`), [`bench`] (`wharf bench`).
+//! `reconnect` ([`Reconnecting`]), [`rooms`] (the `wharf.rooms.v1` client), `cli`
+//! (`wharf client`) and `bench` (`wharf bench`), the last two with the `cli` feature.
 
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod client;
 mod error;

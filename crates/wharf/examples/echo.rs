@@ -1,7 +1,28 @@
 //! A WebSocket echo server on one port, for conformance runs and benchmarks:
-//! `cargo run --release -p wharf --example echo -- 9002` serves `ws://127.0.0.1:9002/echo`.
+//! `cargo run --release -p wharf --example echo -- 9002` serves `ws://127.0.0.1:9002/echo`
+//! and, for fan-out benchmarks (`../shared/bench/run.sh --scenarios broadcast`),
+//! `ws://127.0.0.1:9002/broadcast`: every message to every connection of that route, the
+//! sender included, as one room push.
 
-use wharf::{Config, Echo, Router, Server, ServerConfig, ServerKind};
+use wharf::{
+    Config, Conn, Echo, Handler, HandlerError, Message, Router, Server, ServerConfig, ServerKind,
+};
+
+/// Joins room `all` on open; each message is pushed to the room (its encoding shared by
+/// every member).
+struct Broadcast;
+
+impl Handler for Broadcast {
+    async fn on_open(&self, conn: &Conn, _: &wharf::OpenRequest) -> Result<(), HandlerError> {
+        conn.join("all");
+        Ok(())
+    }
+
+    async fn on_message(&self, conn: &Conn, message: Message) -> Result<(), HandlerError> {
+        conn.sender().push_room("all", message, None);
+        Ok(())
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), wharf::Error> {
@@ -12,7 +33,12 @@ async fn main() -> Result<(), wharf::Error> {
     let config = Config::empty()
         .with_server(ServerConfig::new("ws", ServerKind::Websocket, port).with_host("127.0.0.1"));
     let server = Server::builder(config)
-        .websocket("ws", Router::new().route("/echo", Echo))
+        .websocket(
+            "ws",
+            Router::new()
+                .route("/echo", Echo)
+                .route("/broadcast", Broadcast),
+        )
         .bind()
         .await?;
     server.serve(wharf::shutdown_signal()).await

@@ -107,7 +107,9 @@ pub(crate) struct ConnShared {
     pub(crate) route: Arc<str>,
     pub(crate) path: Box<str>,
     pub(crate) params: Box<[(Box<str>, Box<str>)]>,
-    pub(crate) peer: SocketAddr,
+    /// The client's address, as the handshake's [`PeerAddr`](crate::PeerAddr) (so that
+    /// [`Conn::get`] finds it without a map entry per connection).
+    pub(crate) peer: crate::PeerAddr,
     pub(crate) protocol: Option<Box<str>>,
     pub(crate) opened_at: SystemTime,
     pub(crate) opened: Instant,
@@ -177,7 +179,7 @@ impl Conn {
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
-        self.0.peer
+        self.0.peer.0
     }
 
     /// The subprotocol agreed at the handshake, if any.
@@ -192,6 +194,10 @@ impl Conn {
 
     /// A value attached during the handshake (by middleware, through the request's extensions).
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        // The client's address is a field of its own rather than an entry of the map.
+        if let Some(peer) = (&self.0.peer as &dyn std::any::Any).downcast_ref::<T>() {
+            return Some(peer);
+        }
         self.0.data.get::<T>()
     }
 
@@ -353,7 +359,7 @@ impl Conn {
             server: self.0.server.to_string(),
             route: self.0.route.to_string(),
             path: self.0.path.to_string(),
-            peer: self.0.peer,
+            peer: self.0.peer.0,
             opened_at_ms: self
                 .0
                 .opened_at
@@ -373,7 +379,7 @@ impl fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("id", &self.0.id)
             .field("route", &self.0.route)
-            .field("peer", &self.0.peer)
+            .field("peer", &self.0.peer.0)
             .finish()
     }
 }

@@ -1,5 +1,7 @@
 //! The RFC 6455 opening handshake on a raw TCP connection: read and parse the request head
-//! within its limits, validate the upgrade, and write the 101 or the rejection.
+//! within its limits, validate the upgrade, and write the 101 or the rejection. The check
+//! of an upgrade request covers both HTTP versions ([`validate_upgrade`]); the HTTP/2 one
+//! lives in [`extended_connect`](crate::extended_connect).
 
 use std::io;
 
@@ -114,8 +116,26 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     })
 }
 
-/// Checks the upgrade request (RFC 6455 §4.2.1) and returns the `Sec-WebSocket-Accept` value.
-pub(crate) fn validate_upgrade(request: &Request<()>) -> Result<String, Rejection> {
+/// How a client asked for its WebSocket, and so how an accepted handshake is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// An HTTP/1.1 `Upgrade: websocket` GET (RFC 6455 §4): answered 101 with this
+    /// `Sec-WebSocket-Accept` value, then the connection is the WebSocket.
+    Http1 {
+        /// The `Sec-WebSocket-Accept` value.
+        accept_key: String,
+    },
+    /// An HTTP/2 extended CONNECT with `:protocol websocket` (RFC 8441): answered 200 with
+    /// no key, then the stream is the WebSocket and the connection carries others beside it.
+    ExtendedConnect,
+}
+
+/// Checks the WebSocket handshake request: RFC 6455 §4.2.1 over HTTP/1.1, RFC 8441 over
+/// HTTP/2 (see [`extended_connect`](crate::extended_connect)).
+pub(crate) fn validate_upgrade(request: &Request<()>) -> Result<Upgrade, Rejection> {
+    if crate::extended_connect::is_http2(request) {
+        return crate::extended_connect::validate(request).map(|()| Upgrade::ExtendedConnect);
+    }
     let headers = request.headers();
     let is_upgrade = has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade");
@@ -137,9 +157,9 @@ pub(crate) fn validate_upgrade(request: &Request<()>) -> Result<String, Rejectio
     }
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     match (keys.next(), keys.next()) {
-        (Some(key), None) if wharf_proto::is_valid_key(key.as_bytes()) => {
-            Ok(wharf_proto::accept_key(key.as_bytes()))
-        }
+        (Some(key), None) if wharf_proto::is_valid_key(key.as_bytes()) => Ok(Upgrade::Http1 {
+            accept_key: wharf_proto::accept_key(key.as_bytes()),
+        }),
         _ => Err(Rejection::invalid_key()),
     }
 }
@@ -244,8 +264,10 @@ mod tests {
             "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
         );
         assert_eq!(
-            validate_upgrade(&request).ok().as_deref(),
-            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            validate_upgrade(&request).ok(),
+            Some(Upgrade::Http1 {
+                accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned()
+            })
         );
     }
 

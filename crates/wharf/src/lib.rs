@@ -57,6 +57,7 @@ mod conn;
 mod driver;
 mod error;
 pub mod error_handler;
+mod extended_connect;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

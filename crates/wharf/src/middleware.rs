@@ -35,7 +35,10 @@ use crate::handler::BoxFuture;
 use crate::rejection::HandshakeResponse;
 
 /// The request a handshake middleware sees: the HTTP request head, no body. Its extensions
-/// carry [`PeerAddr`] and [`RouteParams`]; values a middleware inserts become connection data.
+/// carry [`PeerAddr`] and [`RouteParams`]; values a middleware inserts become connection data
+/// ([`Conn::get`](crate::Conn::get)). The two wharf put there are the connection's own fields:
+/// [`Conn::peer`](crate::Conn::peer) (also `conn.get::<PeerAddr>()`) and
+/// [`Conn::param`](crate::Conn::param).
 pub type HandshakeRequest = http::Request<()>;
 
 /// A boxed error from a middleware; the server's [`ErrorHandler`](crate::ErrorHandler) turns

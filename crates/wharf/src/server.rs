@@ -5,7 +5,8 @@
 //! (`accept.rs`) and one connection runner (`run_connection`): the raw listener
 //! (`upgrade.rs`, the head read with httparse) and the tower service
 //! ([`WebSocketService`], `service.rs`, the head read by hyper), which an axum app mounts and
-//! an `http` server uses for WebSocket routes on its own port.
+//! an `http` server uses for WebSocket routes on its own port. The second door also takes
+//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT, `extended_connect.rs`).
 //!
 //! ```no_run
 //! use wharf::{Config, Echo, Router, Server};
@@ -55,7 +56,7 @@ pub(crate) mod proxy_protocol;
 mod resume;
 mod service;
 mod tls;
-mod upgrade;
+pub(crate) mod upgrade;
 
 pub use service::WebSocketService;
 
@@ -268,7 +269,7 @@ impl ServerBuilder {
                 let shared = Arc::new(ServerShared {
                     tls: match (&server.tls, server.kind) {
                         (Some(config), ServerKind::Websocket) => {
-                            Some(tls::acceptor(&server.name, config)?)
+                            Some(tls::acceptor(&server.name, config, tls::ALPN_HTTP1)?)
                         }
                         _ => None,
                     },
@@ -308,7 +309,7 @@ impl ServerBuilder {
                     let sender = self.sender.clone();
                     let tls = match &server.tls {
                         Some(config) => Some((
-                            tls::acceptor(&server.name, config)?,
+                            tls::acceptor(&server.name, config, tls::ALPN_H2_HTTP1)?,
                             server.limits.handshake_timeout,
                         )),
                         None => None,
@@ -518,6 +519,15 @@ impl BoundServer {
     /// stop with [`Stop::HandedOver`] once [`Upgrader::handed_over`] completes.
     pub fn upgrader(&self) -> Upgrader {
         self.upgrader.clone()
+    }
+
+    /// The state `accept` decides with, for the fuzz targets (`wharf::fuzzing`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn shared_state(&self, name: &str) -> Option<Arc<ServerShared>> {
+        self.services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, shared)| shared.clone())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes every connection (with
@@ -817,7 +827,7 @@ where
             .into_iter()
             .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
             .collect(),
-        peer,
+        peer: crate::PeerAddr(peer),
         protocol: protocol.map(Into::into),
         opened_at: SystemTime::now(),
         opened: Instant::now(),
@@ -835,21 +845,19 @@ where
         (S::MOVABLE && deflate.is_none() && route.handler.movable()).then(|| shared.mover.enter());
     let driver = Driver::new(
         stream,
-        conn.clone(),
+        conn,
         shared.settings.clone(),
         route.handler.clone(),
         route.ping,
         deflate.as_ref(),
     )
     .movable(movable);
-    async move {
-        let ended = driver
-            .run(leftover, Some(request), shared.shutdown.clone())
-            .await;
-        ended_as(&shared, &conn, ended);
+    let shutdown = shared.shutdown.clone();
+    driver.run(leftover, Some(request), shutdown, move |conn, ended| {
+        ended_as(&shared, conn, ended);
         drop(slot);
         drop(admission);
-    }
+    })
 }
 
 /// Logs and counts a closed connection, or keeps a parked one for the successor.
@@ -955,8 +963,10 @@ mod tests {
             task <= plain + 256,
             "task {task} bytes vs plain connection {plain}"
         );
-        // Every idle connection pays this (2,880 bytes in a test build on Rust 1.95). A
-        // local kept beside the driver's future once cost 424 more (docs/decisions.md).
-        assert!(task <= 3 * 1024, "a connection task is {task} bytes");
+        // Every idle connection pays this (1,608 bytes in a test build on Rust 1.95). A
+        // local kept beside the driver's future once cost 424 more, and the driver's
+        // arguments stored twice (an `async fn` and a wrapping future) 1,392 more
+        // (docs/decisions.md).
+        assert!(task <= 2 * 1024, "a connection task is {task} bytes");
     }
 }

@@ -1,6 +1,7 @@
 //! The one handshake decision: from a request head and the client's address to an accepted
 //! upgrade or a refusal. Both doors feed it, the raw listener (a head parsed with httparse)
-//! and the tower service (a head hyper parsed); neither decides anything beside it.
+//! and the tower service (a head hyper parsed, HTTP/1.1 or an HTTP/2 extended CONNECT);
+//! neither decides anything beside it.
 //!
 //! In order: the per-address cap (when the address comes from the head), the route, the
 //! RFC 6455 checks, the route's origins (before any middleware, so a hijacking page never
@@ -20,7 +21,7 @@ use wharf_proto::DeflateParams;
 use super::ServerShared;
 use super::peers::Admission;
 use crate::conn::OpenRequest;
-use crate::handshake::validate_upgrade;
+use crate::handshake::{Upgrade, validate_upgrade};
 use crate::middleware::{HandshakeRequest, HandshakeService, PeerAddr, RouteParams};
 use crate::rejection::{HandshakeResponse, Rejection, refusal_reason};
 use crate::routing::CompiledRoute;
@@ -46,6 +47,21 @@ pub(crate) fn accept_service() -> HandshakeService {
     ))
 }
 
+/// What of the handshake's extensions the connection keeps: the values the middleware
+/// inserted. The address and route parameters wharf put there for the middleware are the
+/// connection's own fields (`Conn::peer`, which `Conn::get::<PeerAddr>` also finds, and
+/// `Conn::param`); when nothing else is left the map is dropped, so an idle connection
+/// without middleware data holds no map (two boxed values and a hash table).
+fn connection_data(mut data: Extensions) -> Extensions {
+    data.remove::<PeerAddr>();
+    data.remove::<RouteParams>();
+    if data.is_empty() {
+        Extensions::new()
+    } else {
+        data
+    }
+}
+
 /// A connection slot of the server's `max_connections`, released on drop.
 pub(crate) struct Slot(Arc<ServerShared>);
 
@@ -55,7 +71,8 @@ impl Drop for Slot {
     }
 }
 
-/// An accepted handshake: what the 101 says and what the connection starts with.
+/// An accepted handshake: what the 101 (or, over HTTP/2, the 200) says and what the
+/// connection starts with.
 pub(crate) struct Accepted {
     pub(crate) route: Arc<CompiledRoute>,
     pub(crate) request: OpenRequest,
@@ -65,8 +82,9 @@ pub(crate) struct Accepted {
     pub(crate) protocol: Option<String>,
     /// permessage-deflate, when enabled and offered.
     pub(crate) deflate: Option<DeflateParams>,
-    /// The `Sec-WebSocket-Accept` value.
-    pub(crate) accept_key: String,
+    /// How the client asked: an HTTP/1.1 upgrade (answered 101 with its
+    /// `Sec-WebSocket-Accept` value) or an HTTP/2 extended CONNECT (answered 200).
+    pub(crate) upgrade: Upgrade,
     /// Headers the middleware put on its 101, to send beside wharf's own.
     pub(crate) headers: HeaderMap,
     pub(crate) slot: Slot,
@@ -133,7 +151,7 @@ pub(crate) async fn accept(
             peer,
         ));
     };
-    let accept_key = validate_upgrade(&request).map_err(|r| refuse(r, peer))?;
+    let upgrade = validate_upgrade(&request).map_err(|r| refuse(r, peer))?;
     // Before any middleware: a forbidden origin must not reach authentication (a cookie
     // check would succeed for the hijacking page).
     route
@@ -181,6 +199,7 @@ pub(crate) async fn accept(
         error!(route = %route.pattern, "a middleware answered 101 without passing the request on");
         return Err(refuse(Rejection::internal(), peer));
     };
+    let data = connection_data(data);
     let offered = request
         .headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -202,10 +221,30 @@ pub(crate) async fn accept(
         params,
         protocol,
         deflate: deflate.flatten(),
-        accept_key,
+        upgrade,
         headers: std::mem::take(response.headers_mut()),
         slot,
         peer,
         admission,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_keeps_only_what_the_middleware_inserted() {
+        let mut handshake = Extensions::new();
+        handshake.insert(PeerAddr(SocketAddr::from(([127, 0, 0, 1], 1))));
+        handshake.insert(RouteParams {
+            route: "/chat/{room}".into(),
+            params: vec![("room".into(), "lobby".into())],
+        });
+        assert!(connection_data(handshake.clone()).is_empty());
+        handshake.insert(String::from("claims"));
+        let kept = connection_data(handshake);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept.get::<String>().map(String::as_str), Some("claims"));
+    }
 }

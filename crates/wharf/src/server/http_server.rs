@@ -1,6 +1,11 @@
 //! The `http` kind of server: the application's axum routes, `/health`, `/metrics`
 //! (Prometheus), the server's WebSocket routes when it has any (on the same port), and a
 //! JSON 404.
+//!
+//! It speaks HTTP/1.1 and HTTP/2 (`axum::serve` on hyper-util's auto builder: h2 with prior
+//! knowledge in plain text, ALPN `h2` behind TLS). Over h2 it advertises
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so a client may open the WebSocket routes as extended
+//! CONNECT streams (RFC 8441), many on one TCP connection.
 
 use std::net::SocketAddr;
 use std::time::Instant;

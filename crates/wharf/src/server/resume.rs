@@ -62,7 +62,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
                 .into_iter()
                 .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
                 .collect(),
-            peer: moved.peer,
+            peer: crate::PeerAddr(moved.peer),
             protocol: moved.protocol.map(Into::into),
             opened_at,
             opened: Instant::now(),
@@ -97,7 +97,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         let movable = route.handler.movable().then(|| shared.mover.enter());
         let driver = Driver::new(
             stream,
-            conn.clone(),
+            conn,
             shared.settings.clone(),
             route.handler.clone(),
             route.ping,
@@ -105,11 +105,11 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         )
         .movable(movable);
         let guard = shared.tasks.enter();
-        tokio::spawn(async move {
-            let ended = driver.run(read, None, shared.shutdown.clone()).await;
-            ended_as(&shared, &conn, ended);
+        let shutdown = shared.shutdown.clone();
+        tokio::spawn(driver.run(read, None, shutdown, move |conn, ended| {
+            ended_as(&shared, conn, ended);
             drop(guard);
-        });
+        }));
     }
     resumed
 }

@@ -3,7 +3,8 @@
 //!
 //! The request head hyper parsed goes to the same decision the raw listener uses
 //! (`accept`); a refusal is answered as a normal HTTP response through the server's
-//! [`ErrorHandler`](crate::ErrorHandler); on a 101, hyper hands over the connection
+//! [`ErrorHandler`](crate::ErrorHandler); on a 101 (HTTP/1.1) or a 200 (an HTTP/2 extended
+//! CONNECT, RFC 8441), hyper hands over the connection or the stream
 //! (`hyper::upgrade::on`) and the same driver runs it, with the same registry,
 //! [`Sender`](crate::Sender), limits, heartbeat, compression and metrics.
 
@@ -17,7 +18,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
@@ -27,7 +28,7 @@ use super::ServerShared;
 use super::accept::{Accepted, accept};
 use super::peers::Admission;
 use crate::handler::BoxFuture;
-use crate::handshake::is_own_header;
+use crate::handshake::{Upgrade, is_own_header};
 use crate::middleware::PeerAddr;
 
 /// The WebSocket routes of one wharf server as a tower [`Service`], to mount in an axum
@@ -45,7 +46,14 @@ use crate::middleware::PeerAddr;
 /// with `into_make_service_with_connect_info::<SocketAddr>()` (then
 /// `max_connections_per_ip` and `trusted_proxies` apply); without it the address is unknown
 /// (`0.0.0.0:0`) and not capped. The handshake timeout is the HTTP server's business on
-/// this door. HTTP/1.1 only.
+/// this door.
+///
+/// Over HTTP/2 a handshake is an extended CONNECT (RFC 8441: `:protocol websocket`,
+/// answered 200, no `Sec-WebSocket-Key`/`Accept`), and the WebSocket is that one h2 stream:
+/// many share a TCP connection. It needs an HTTP server that speaks h2 and advertises
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL`: `axum::serve` does both (wharf turns on axum's
+/// `http2` feature); with hyper directly, hyper-util's auto builder with
+/// `.http2().enable_connect_protocol()`.
 ///
 /// ```no_run
 /// use wharf::{Config, Echo, Router, Server, ServerConfig};
@@ -102,6 +110,7 @@ where
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, _body) = request.into_parts();
         let head = Request::from_parts(parts, ());
+        let http1 = head.version() < Version::HTTP_2;
         Box::pin(async move {
             let known = head
                 .extensions()
@@ -120,7 +129,7 @@ where
             let path = head.uri().path().to_owned();
             match accept(&shared, head, peer, admission).await {
                 Ok(accepted) => {
-                    let response = switching(&accepted);
+                    let response = accepted_response(&accepted);
                     let guard = shared.tasks.enter();
                     tokio::spawn(async move {
                         match on_upgrade.await {
@@ -139,12 +148,15 @@ where
                 Err(refused) => {
                     debug!(peer = %refused.peer, path, status = refused.response.status().as_u16(), reason = %refused.reason, "handshake refused");
                     let mut response = refused.response;
-                    // As on the raw door, the connection ends after a refusal: a client that
-                    // was refused starts over (and a proxy's `Connection: Upgrade` on a 426
-                    // must not leave the connection half-upgraded).
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    if http1 {
+                        // As on the raw door, the connection ends after a refusal: a client
+                        // that was refused starts over (and a proxy's `Connection: Upgrade` on
+                        // a 426 must not leave the connection half-upgraded). Over HTTP/2 only
+                        // the stream ends; the connection carries other requests.
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
                     Ok(response.map(Body::from))
                 }
             }
@@ -152,23 +164,30 @@ where
     }
 }
 
-/// The 101 for an accepted handshake, with the headers a middleware added.
-fn switching(accepted: &Accepted) -> Response<Body> {
+/// The answer to an accepted handshake, with the headers a middleware added: over HTTP/1.1
+/// a 101 with `Sec-WebSocket-Accept`; over HTTP/2 a 200 without it, and without the
+/// connection-level `Upgrade` and `Connection` (RFC 8441 §5). An empty body: hyper then
+/// hands the stream over rather than sending one.
+fn accepted_response(accepted: &Accepted) -> Response<Body> {
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     for (name, value) in accepted.headers.iter() {
         if !is_own_header(name) {
             headers.append(name, value.clone());
         }
     }
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept_key = match &accepted.upgrade {
+        Upgrade::Http1 { accept_key } => {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            Some(accept_key.clone())
+        }
+        Upgrade::ExtendedConnect => None,
+    };
+    let headers = response.headers_mut();
     let values = [
-        (
-            header::SEC_WEBSOCKET_ACCEPT,
-            Some(accepted.accept_key.clone()),
-        ),
+        (header::SEC_WEBSOCKET_ACCEPT, accept_key),
         (header::SEC_WEBSOCKET_PROTOCOL, accepted.protocol.clone()),
         (
             header::SEC_WEBSOCKET_EXTENSIONS,
@@ -184,7 +203,9 @@ fn switching(accepted: &Accepted) -> Response<Body> {
     response
 }
 
-/// hyper's upgraded connection as the driver's stream. It is `Send` but not `Sync`, and the
+/// hyper's upgraded connection (HTTP/1.1) or stream (HTTP/2) as the driver's stream. Over
+/// h2, hyper copies each write into a channel to a task of its own that sends DATA frames
+/// within the stream's flow-control window. It is `Send` but not `Sync`, and the
 /// driver's future holds `&self` across awaits, so it needs a `Sync` stream. The mutex is
 /// never locked: every use goes through `get_mut`, which the exclusive `Pin<&mut Self>`
 /// allows, so it costs no synchronisation (the `SyncWrapper` idea).

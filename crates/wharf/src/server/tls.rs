@@ -16,8 +16,20 @@ use tracing::debug;
 use crate::Error;
 use crate::config::TlsConfig;
 
-/// The acceptor for server `server`, or an error naming the file and the problem.
-pub(crate) fn acceptor(server: &str, tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
+/// What a `websocket` server's own listener offers in ALPN: it reads HTTP/1.1 heads only.
+pub(crate) const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
+
+/// What an `http` server offers in ALPN: h2 first, so browsers speak HTTP/2 to it (and may
+/// open WebSockets as extended CONNECT streams, RFC 8441), HTTP/1.1 for everyone else.
+pub(crate) const ALPN_H2_HTTP1: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The acceptor for server `server`, offering the protocols `alpn` in the TLS handshake, or
+/// an error naming the file and the problem.
+pub(crate) fn acceptor(
+    server: &str,
+    tls: &TlsConfig,
+    alpn: &[&[u8]],
+) -> Result<TlsAcceptor, Error> {
     let fail = |message: String| Error::Tls {
         server: server.to_owned(),
         message,
@@ -43,7 +55,7 @@ pub(crate) fn acceptor(server: &str, tls: &TlsConfig) -> Result<TlsAcceptor, Err
                 tls.key.display()
             ))
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::ServerShared;
 use super::accept::{Accepted, Refused, accept};
 use super::peers::Admission;
-use crate::handshake::{read_head, write_response, write_switching};
+use crate::handshake::{Upgrade, read_head, write_response, write_switching};
 use crate::rejection::{HandshakeResponse, Rejection};
 
 /// Runs the handshake on a raw connection: reads the head within the limits, lets
@@ -61,11 +61,17 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let path = head.request.uri().path().to_owned();
     match accept(shared, head.request, peer, admission).await {
         Ok(accepted) => {
+            let Upgrade::Http1 { accept_key } = &accepted.upgrade else {
+                // httparse reads HTTP/1.x only, which is never taken for an extended CONNECT.
+                let rejection = Rejection::bad_request("HTTP/2 is not spoken on this port");
+                refuse(stream, rejection.into_response(), peer, &path).await;
+                return None;
+            };
             let mut out = Vec::with_capacity(256);
             let extensions = accepted.deflate.map(|params| params.to_header());
             write_switching(
                 &mut out,
-                &accepted.accept_key,
+                accept_key,
                 accepted.protocol.as_deref(),
                 extensions.as_deref(),
                 &accepted.headers,

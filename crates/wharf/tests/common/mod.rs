@@ -30,6 +30,11 @@ pub(crate) const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 pub(crate) type Client = WebSocketStream<TcpStream>;
 
+/// What a WebSocket client runs over: a TCP stream, or an HTTP/2 stream (`tests/h2.rs`).
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Io for S {}
+
 /// Awaits `future` within [`T`], panicking with `what` on timeout.
 pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
     within_for(T, what, future).await
@@ -244,7 +249,7 @@ pub(crate) async fn connect_request(
 }
 
 /// The next message (of any kind) from the server.
-pub(crate) async fn next(ws: &mut Client) -> WsMessage {
+pub(crate) async fn next<S: Io>(ws: &mut WebSocketStream<S>) -> WsMessage {
     within("next message", ws.next())
         .await
         .expect("a message, not the end of the stream")
@@ -252,7 +257,7 @@ pub(crate) async fn next(ws: &mut Client) -> WsMessage {
 }
 
 /// The next text message; panics on anything else.
-pub(crate) async fn next_text(ws: &mut Client) -> String {
+pub(crate) async fn next_text<S: Io>(ws: &mut WebSocketStream<S>) -> String {
     match next(ws).await {
         WsMessage::Text(text) => text.as_str().to_owned(),
         other => panic!("expected text, got {other:?}"),
@@ -260,7 +265,7 @@ pub(crate) async fn next_text(ws: &mut Client) -> String {
 }
 
 /// Sends a text message.
-pub(crate) async fn send_text(ws: &mut Client, text: &str) {
+pub(crate) async fn send_text<S: Io>(ws: &mut WebSocketStream<S>, text: &str) {
     within("send", ws.send(WsMessage::text(text)))
         .await
         .expect("send");
@@ -268,7 +273,7 @@ pub(crate) async fn send_text(ws: &mut Client, text: &str) {
 
 /// Reads until the server's close frame (skipping data and pings) and returns its code and
 /// reason. tungstenite answers the close when it reads it.
-pub(crate) async fn expect_close(ws: &mut Client) -> (u16, String) {
+pub(crate) async fn expect_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     within("close frame", async {
         loop {
             match ws.next().await {
@@ -290,12 +295,12 @@ pub(crate) async fn expect_close(ws: &mut Client) -> (u16, String) {
 
 /// After the server's close frame: keeps polling so tungstenite writes its close reply,
 /// until the server ends the stream.
-async fn finish_close(ws: &mut Client) {
+async fn finish_close<S: Io>(ws: &mut WebSocketStream<S>) {
     while let Some(Ok(_)) = ws.next().await {}
 }
 
 /// Sends text and expects it echoed back.
-pub(crate) async fn assert_echo(ws: &mut Client, text: &str) {
+pub(crate) async fn assert_echo<S: Io>(ws: &mut WebSocketStream<S>, text: &str) {
     send_text(ws, text).await;
     assert_eq!(next_text(ws).await, text);
 }
@@ -528,8 +533,11 @@ pub(crate) fn masked_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8>
 /// A fixed client mask.
 pub(crate) const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
-/// Reads one unmasked server frame; `None` at EOF before a frame starts.
-pub(crate) async fn read_frame(tcp: &mut TcpStream) -> Option<ServerFrame> {
+/// Reads one unmasked server frame (from TCP, or any byte stream such as an h2 stream);
+/// `None` at EOF before a frame starts.
+pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    tcp: &mut S,
+) -> Option<ServerFrame> {
     let mut head = [0u8; 2];
     if tcp.read_exact(&mut head).await.is_err() {
         return None;
@@ -647,7 +655,7 @@ impl Events {
 }
 
 /// Reads the `id <id>` greeting a [`Recorder`] sends on open.
-pub(crate) async fn greeting_id(ws: &mut Client) -> ConnId {
+pub(crate) async fn greeting_id<S: Io>(ws: &mut WebSocketStream<S>) -> ConnId {
     let text = next_text(ws).await;
     text.strip_prefix("id ")
         .unwrap_or_else(|| panic!("expected the id greeting, got {text:?}"))
