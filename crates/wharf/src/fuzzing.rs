@@ -34,12 +34,14 @@ const CONFIG: &str = r#"
     [[server]]
     name = "roomy"
     kind = "mounted"
+    port = 0
     trusted_proxies = ["127.0.0.0/8"]
     [server.compression]
     enabled = true
     [[server]]
     name = "tight"
     kind = "mounted"
+    port = 0
     trusted_proxies = ["127.0.0.0/8"]
     [server.limits]
     max_request_head = 256
