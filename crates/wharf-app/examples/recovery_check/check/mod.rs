@@ -9,6 +9,7 @@
 //! `tests/recovery_check.rs` (a short one). Needs a multi-threaded Tokio runtime: process
 //! starts block a worker (`block_in_place`).
 
+#[path = "../../support/http.rs"]
 pub mod http;
 pub mod procs;
 pub mod proxy;
@@ -25,7 +26,7 @@ use tokio::time::Instant;
 use wharf_client::rooms::{Position, RoomEvent, Rooms, RoomsConfig};
 
 use http::Api;
-use procs::{Engine, EngineKind, Node};
+use procs::{API_KEY, Engine, EngineKind, Node};
 use proxy::Proxy;
 use verify::{Record, Report};
 
@@ -213,7 +214,10 @@ pub async fn run(options: &Options) -> Result<Outcome, Error> {
 async fn diagnose(ws: &[SocketAddr], http: &[SocketAddr], room: &str, since: Option<Position>) {
     probe(ws, http, room, since).await;
     for (n, addr) in http.iter().enumerate() {
-        let metrics = match Api::new(*addr).request("GET", "/metrics", "").await {
+        let metrics = match Api::new(*addr, API_KEY)
+            .request("GET", "/metrics", "")
+            .await
+        {
             Ok((_, body)) => body,
             Err(e) => e.to_string(),
         };
@@ -274,7 +278,9 @@ async fn probe(ws: &[SocketAddr], http: &[SocketAddr], room: &str, since: Option
         // Then one live publication through each node: does this node push it?
         for (m, api) in http.iter().enumerate() {
             let body = serde_json::json!({ "room": room, "text": "probe" }).to_string();
-            let published = Api::new(*api).request("POST", "/api/publish", &body).await;
+            let published = Api::new(*api, API_KEY)
+                .request("POST", "/api/publish", &body)
+                .await;
             let live = tokio::time::timeout(Duration::from_secs(2), sub.recv()).await;
             eprintln!(
                 "recovery-check:     probe node {}: a publish through node {} ({:?}) pushed live: {:?}",
@@ -339,7 +345,7 @@ async fn faults(
     let end = start + options.duration;
     let (mut closes, mut resets, mut kills, mut restarts) = (0, 0, 0, 0);
     let mut random = nanos() | 1;
-    let mut api = Api::new(api);
+    let mut api = Api::new(api, API_KEY);
     let mut next_cut = start + options.cut_every;
     while Instant::now() < end {
         let now = Instant::now();

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use wharf_client::rooms::Position;
 
 use super::http::Api;
+use super::procs::API_KEY;
 use super::verify::Acked;
 
 /// What the publisher did.
@@ -37,7 +38,7 @@ pub async fn run(
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, String)>();
         queues.push(tx);
         let mut apis: Vec<Api> = (0..nodes.len())
-            .map(|i| Api::new(nodes[(w + i) % nodes.len()]))
+            .map(|i| Api::new(nodes[(w + i) % nodes.len()], API_KEY))
             .collect();
         let done = done_tx.clone();
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client for the nodes' API: one keep-alive connection per [`Api`], so
-//! the publisher's 1,000 requests a second do not open 1,000 connections a second.
+//! A small HTTP/1.1 client for a node's API: one keep-alive connection per [`Api`], so a
+//! publisher's 1,000 requests a second do not open 1,000 connections a second. Shared by
+//! the recovery check and the handover check (`#[path]`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,12 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::procs::API_KEY;
-
 /// A keep-alive connection to one node's HTTP API, opened on first use and again after
 /// any failure.
 pub struct Api {
     addr: SocketAddr,
+    key: &'static str,
     conn: Option<BufReader<TcpStream>>,
 }
 
@@ -20,9 +20,13 @@ pub struct Api {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Api {
-    /// A client of the API at `addr` (not connected yet).
-    pub fn new(addr: SocketAddr) -> Api {
-        Api { addr, conn: None }
+    /// A client of the API at `addr` that sends the API key `key` (not connected yet).
+    pub fn new(addr: SocketAddr, key: &'static str) -> Api {
+        Api {
+            addr,
+            key,
+            conn: None,
+        }
     }
 
     /// Sends one request with the API key; returns the status and the body.
@@ -57,8 +61,9 @@ impl Api {
             .as_mut()
             .ok_or_else(|| std::io::Error::other("not connected"))?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-Api-Key: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-Api-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.addr,
+            self.key,
             body.len()
         );
         conn.get_mut().write_all(request.as_bytes()).await?;
