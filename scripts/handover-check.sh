@@ -7,8 +7,9 @@
 #
 # - CONNS plain connections (default 10,000): ECHO echo clients on `/echo` (default 1,000),
 #   each sending a numbered message every 100 ms and waiting for exactly it back, and the
-#   rest subscribers of the rooms protocol on `/wss/rooms`, each following one of 100 history
-#   rooms, with 1,000 publications a second in all through `POST /api/publish`, numbered;
+#   rest subscribers of the rooms protocol on `/wss/rooms`, each following one of 200 history
+#   rooms, with 1,000 publications a second in all through `POST /api/publish`, numbered and
+#   stamped with their due time;
 # - 100 TLS connections to the `tls` server's `/echo`, which cannot move;
 #
 # then three `wharf upgrade`s in a row, `[drain] spread` apart (10 s), with a successor that

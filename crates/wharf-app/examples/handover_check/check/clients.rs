@@ -197,10 +197,14 @@ pub struct SubscriberRecord {
     pub closed: Option<String>,
     /// The largest gap between two consecutive pushes.
     pub largest_gap: Duration,
+    /// The latest push, from the publication's due time to its arrival.
+    pub latest: Duration,
 }
 
 /// Records every push of the subscribed room until `stop`; `count` follows how many.
+/// `origin` is the publisher's (see [`super::publisher`]).
 pub async fn follow(
+    origin: Instant,
     mut ws: Plain,
     room: usize,
     count: Arc<AtomicU32>,
@@ -234,11 +238,17 @@ pub async fn follow(
             record.garbled += 1;
             continue;
         };
-        let (Some(position), Some(Ok(seq))) = (frame.position, frame.text.map(|t| t.parse()))
-        else {
+        let Some((position, seq, due)) = frame.position.zip(frame.text).and_then(|(p, t)| {
+            let (seq, due) = t.split_once(' ')?;
+            Some((p, seq.parse().ok()?, due.parse().ok()?))
+        }) else {
             record.garbled += 1;
             continue;
         };
+        let due = Duration::from_micros(due);
+        record.latest = record
+            .latest
+            .max(now.duration_since(origin).saturating_sub(due));
         let this_epoch = position.split(':').next().unwrap_or_default();
         if this_epoch != epoch {
             if !epoch.is_empty() {

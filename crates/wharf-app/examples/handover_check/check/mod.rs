@@ -115,6 +115,7 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
         let count = Arc::new(AtomicU32::new(0));
         counts.push((i % rooms.len(), count.clone()));
         followers.push(tokio::spawn(clients::follow(
+            started,
             ws,
             i % rooms.len(),
             count,
@@ -166,6 +167,7 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
     let (publishing_tx, mut publishing) = watch::channel(false);
     let publisher = (options.subscribers > 0).then(|| {
         tokio::spawn(publisher::run(
+            started,
             serve.http,
             rooms.clone(),
             options.rate,
@@ -254,6 +256,7 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
         publish_failures: published.failed.len(),
         publish_retries: published.retries,
         publish_slowest: published.slowest,
+        publish_took: published.took,
         epoch_changes,
         tls_clients: options.tls,
         spread: options.spread,

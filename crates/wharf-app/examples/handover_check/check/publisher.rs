@@ -1,5 +1,7 @@
 //! The room push: `rate` publications a second through `POST /api/publish`, publication
-//! `seq` (its text) to room `seq % rooms`. Each room belongs to one worker, which publishes
+//! `seq` to room `seq % rooms`, its text `"SEQ MICROS"`: the number, and when it was due in
+//! microseconds since the check's `origin` (the subscribers, in the same process, tell
+//! from it how late each push came). Each room belongs to one worker, which publishes
 //! its rooms' publications one after the other, so within a room the numbers are stored, and
 //! must arrive, in increasing order.
 //!
@@ -15,8 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::http::Api;
 use super::serve::API_KEY;
@@ -35,10 +38,13 @@ pub struct Published {
     pub retries: u64,
     /// The longest a publication took from its due time to its acknowledgement.
     pub slowest: Duration,
+    /// From the first publication's due time to the last one's answer.
+    pub took: Duration,
 }
 
 /// Publishes until `stop` resolves; `acked` counts, per room, the acknowledged ones.
 pub async fn run(
+    origin: Instant,
     http: SocketAddr,
     rooms: Vec<String>,
     rate: u32,
@@ -60,7 +66,7 @@ pub async fn run(
             while let Some((seq, room, due)) = rx.recv().await {
                 let body = serde_json::json!({
                     "room": rooms[room],
-                    "text": seq.to_string(),
+                    "text": format!("{seq} {}", due.duration_since(origin).as_micros()),
                     "idempotency_key": format!("seq-{seq}"),
                 })
                 .to_string();
@@ -113,6 +119,7 @@ pub async fn run(
         published.retries += retries;
         published.slowest = published.slowest.max(took);
     }
+    published.took = start.elapsed();
     for room in &mut published.acked {
         room.sort_unstable();
     }

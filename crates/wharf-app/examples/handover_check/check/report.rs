@@ -24,6 +24,8 @@ pub struct Tally {
     pub out_of_order: u64,
     /// Each client's largest pause (slowest echo, largest gap between pushes), sorted.
     pub pauses: Vec<Duration>,
+    /// Subscribers: each one's latest push (from the publication's due time), sorted.
+    pub latest: Vec<Duration>,
 }
 
 impl Tally {
@@ -34,11 +36,7 @@ impl Tally {
 
     /// The `q`th percentile of the clients' largest pauses.
     pub fn pause(&self, q: usize) -> Duration {
-        let n = self.pauses.len();
-        if n == 0 {
-            return Duration::ZERO;
-        }
-        self.pauses[(n * q / 100).min(n - 1)]
+        percentile(&self.pauses, q)
     }
 
     fn passed(&self) -> bool {
@@ -110,6 +108,8 @@ pub struct Report {
     pub publish_retries: u64,
     /// The slowest publication, from its due time to its acknowledgement.
     pub publish_slowest: Duration,
+    /// From the first publication to the last one's answer.
+    pub publish_took: Duration,
     /// Epoch changes the subscribers saw.
     pub epoch_changes: u64,
     /// TLS clients.
@@ -131,6 +131,15 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// The `q`th percentile of `sorted`.
+fn percentile(sorted: &[Duration], q: usize) -> Duration {
+    let n = sorted.len();
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    sorted[(n * q / 100).min(n - 1)]
 }
 
 fn ms(d: Duration) -> String {
@@ -196,8 +205,12 @@ pub fn subscribers(records: &[SubscriberRecord], published: &Published) -> (Tall
         if r.seqs.len() > 1 {
             tally.pauses.push(r.largest_gap);
         }
+        if !r.seqs.is_empty() {
+            tally.latest.push(r.latest);
+        }
     }
     tally.pauses.sort();
+    tally.latest.sort();
     (tally, epochs)
 }
 
@@ -299,21 +312,30 @@ impl fmt::Display for Report {
         if self.subscribers.clients > 0 {
             writeln!(
                 f,
-                "  room push: {} publications at {}/s over {} rooms (one every {} per room), \
-                 {} failed, {} retried, slowest {}",
+                "  room push: {} publications asked at {}/s over {} rooms (one every {} per room), \
+                 done at {:.0}/s; {} failed, {} retried, slowest {} from due to answer",
                 self.publications,
                 self.rate,
                 self.rooms,
                 ms(Duration::from_secs_f64(
                     self.rooms as f64 / f64::from(self.rate.max(1))
                 )),
+                self.publications as f64 / self.publish_took.as_secs_f64().max(0.001),
                 self.publish_failures,
                 self.publish_retries,
                 ms(self.publish_slowest)
             )?;
             self.subscribers
                 .line(f, "  subscribers", "largest gap between pushes")?;
-            writeln!(f, "; {} epoch changes", self.epoch_changes)?;
+            let latest = &self.subscribers.latest;
+            writeln!(
+                f,
+                "; latest push (due to arrival) per client p50 {} p99 {} max {}; {} epoch changes",
+                ms(percentile(latest, 50)),
+                ms(percentile(latest, 99)),
+                ms(percentile(latest, 100)),
+                self.epoch_changes
+            )?;
         }
         if self.tls_clients > 0 {
             for (k, round) in self.tls.iter().enumerate() {
