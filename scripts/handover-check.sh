@@ -7,7 +7,7 @@
 #
 # - CONNS plain connections (default 10,000): ECHO echo clients on `/echo` (default 1,000),
 #   each sending a numbered message every 100 ms and waiting for exactly it back, and the
-#   rest subscribers of the rooms protocol on `/wss/rooms`, each following one of 200 history
+#   rest subscribers of the rooms protocol on `/wss/rooms`, each following one of 500 history
 #   rooms, with 1,000 publications a second in all through `POST /api/publish`, numbered and
 #   stamped with their due time;
 # - 100 TLS connections to the `tls` server's `/echo`, which cannot move;
