@@ -85,7 +85,8 @@ fn speak(path: &std::ffi::OsStr, magic: &[u8; 8], version: u16) {
     println!("answer: {}", String::from_utf8_lossy(&answer));
 }
 
-/// Takes the sockets, serves echo on them, confirms, and serves until killed.
+/// Takes the sockets, serves echo on them, confirms, and serves until killed (or for a
+/// minute at most, so a test that fails before it kills this process leaves nothing behind).
 fn take_over() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,7 +104,8 @@ fn take_over() {
             .expect("bind on the inherited socket");
         let arrivals = inherited.confirm().expect("confirm");
         bound.resume(arrivals);
-        bound.serve(std::future::pending()).await.expect("serve");
+        let bounded = tokio::time::sleep(Duration::from_secs(60));
+        bound.serve(bounded).await.expect("serve");
     });
 }
 

@@ -105,8 +105,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         )
         .movable(movable);
         let guard = shared.tasks.enter();
-        let shutdown = shared.shutdown.clone();
-        tokio::spawn(driver.run(read, None, shutdown, move |conn, ended| {
+        tokio::spawn(driver.run(read, None, move |conn, ended| {
             ended_as(&shared, conn, ended);
             drop(guard);
         }));
