@@ -614,7 +614,16 @@ impl BoundServer {
                 Some(mover) => mover.collect(PARK_WAIT).await,
                 None => Vec::new(),
             };
-            match self.upgrader.send_connections(conns).await {
+            // After the connections parked (their positions are read): from here this
+            // process's in-memory history refuses appends, and the successor continues it.
+            let history = self.sender.history_state().hand_over_memory();
+            if !history.is_empty() {
+                info!(
+                    parts = history.len(),
+                    "handing the in-memory history to the successor"
+                );
+            }
+            match self.upgrader.send_connections(conns, history).await {
                 Ok(moved) => info!(moved, "open connections handed to the successor"),
                 Err(e) => {
                     warn!(error = %e, "open connections could not be handed over; they are lost")

@@ -62,6 +62,7 @@ pub use moving::Arrivals;
 pub(crate) use moving::{MovableGuard, Mover, Parked, Transport, now_ms};
 pub use predecessor::Upgrader;
 pub use successor::Inherited;
+pub(crate) use wire::hex::{decode as hex_decode, encode as hex_encode};
 
 /// The environment variable that names the handover socket in a successor's environment.
 pub const HANDOVER_ENV: &str = "WHARF_HANDOVER";
