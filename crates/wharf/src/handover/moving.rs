@@ -4,7 +4,8 @@
 //! them on, with no `on_open` and no close frame.
 //!
 //! What moves: plain-TCP connections whose handler says it is [movable](crate::Handler::movable)
-//! and that negotiated no compression. The rest are closed with 1012 by the old process.
+//! and [carries](crate::Handler::carry) their state, and that negotiated no compression. The
+//! rest are closed with 1012 by the old process.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
