@@ -138,9 +138,14 @@ fn routes() -> Router {
         .route("/stuck", counted())
 }
 
-/// The server both processes run; history room `h`'s members get `"EPOCH:OFFSET TEXT"`.
-fn builder() -> wharf::ServerBuilder {
-    Server::builder(config())
+/// The server both processes run (with `max_connections = cap`); history room `h`'s members
+/// get `"EPOCH:OFFSET TEXT"`.
+fn builder(cap: Option<usize>) -> wharf::ServerBuilder {
+    let mut config = config();
+    if let Some(cap) = cap {
+        config.servers[0].limits.max_connections = cap;
+    }
+    Server::builder(config)
         .websocket("ws", routes())
         .history_envelope(|_, publication| {
             let text = publication.message.as_text().unwrap_or_default();
@@ -173,7 +178,8 @@ fn fake_successor() {
     match std::env::var("FAKE_SUCCESSOR").as_deref() {
         Ok("v1") => speak(&path, b"WHARF-HO", 1),
         Ok("stranger") => speak(&path, b"SSH-2.0-", 1),
-        Ok("takes_over") => take_over(),
+        Ok("takes_over") => take_over(None),
+        Ok("takes_over_capped") => take_over(Some(CAP)),
         other => panic!("unknown FAKE_SUCCESSOR {other:?}"),
     }
 }
@@ -192,8 +198,11 @@ fn speak(path: &std::ffi::OsStr, magic: &[u8; 8], version: u16) {
     println!("answer: {}", String::from_utf8_lossy(&answer));
 }
 
+/// The `max_connections` of the capped test.
+const CAP: usize = 2;
+
 /// Takes the sockets, serves echo on them, confirms, and serves until killed.
-fn take_over() {
+fn take_over(cap: Option<usize>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -202,7 +211,7 @@ fn take_over() {
         let mut inherited = Inherited::from_env(Duration::from_secs(10))
             .expect("handover")
             .expect("started as a successor");
-        let bound = builder()
+        let bound = builder(cap)
             .inherit(&mut inherited)
             .bind()
             .await
@@ -248,7 +257,18 @@ async fn old_server() -> (
     wharf::Sender,
     tokio::task::JoinHandle<()>,
 ) {
-    let bound = builder().bind().await.expect("bind");
+    old_server_capped(None).await
+}
+
+async fn old_server_capped(
+    cap: Option<usize>,
+) -> (
+    SocketAddr,
+    wharf::handover::Upgrader,
+    wharf::Sender,
+    tokio::task::JoinHandle<()>,
+) {
+    let bound = builder(cap).bind().await.expect("bind");
     let addr = bound.local_addr("ws").expect("addr");
     let upgrader = bound.upgrader();
     let sender = bound.sender();
@@ -472,13 +492,71 @@ async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_gets_101
     let _ = Command::new("kill").arg(pid.to_string()).status();
 }
 
+/// The handshake's status on `/echo`: 101, or the refusal's.
+async fn handshake_status(addr: SocketAddr) -> (u16, Option<Ws>) {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/echo")).await {
+        Ok((ws, _)) => (101, Some(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            (response.status().as_u16(), None)
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+/// In the successor, moved connections count against `max_connections` as they did in the
+/// old process: at the limit, a new connection is refused until one of them closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_connections_count_against_max_connections_in_the_successor() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (addr, upgrader, _sender, task) = old_server_capped(Some(CAP)).await;
+    let mut moved = Vec::new();
+    for _ in 0..CAP {
+        let (status, ws) = handshake_status(addr).await;
+        assert_eq!(status, 101);
+        moved.push(ws.expect("open"));
+    }
+    assert_eq!(
+        handshake_status(addr).await.0,
+        503,
+        "the old process is full"
+    );
+    let pid = upgrader
+        .upgrade(successor("takes_over_capped"), dir.path(), &[])
+        .await
+        .expect("handed over");
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the old server stops")
+        .expect("task");
+    assert_eq!(
+        handshake_status(addr).await.0,
+        503,
+        "the successor counts the connections it took over"
+    );
+    let mut first = moved.remove(0);
+    first.send(Message::text("ping")).await.expect("send");
+    assert_eq!(next_text(&mut first).await, "ping", "moved, still served");
+    first.close(None).await.expect("close");
+    drop(first);
+    // Its slot is given back once the successor has seen the close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, ws) = handshake_status(addr).await;
+        if let Some(mut ws) = ws {
+            ws.send(Message::text("fresh")).await.expect("send");
+            assert_eq!(next_text(&mut ws).await, "fresh");
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_successor_a_handed_over_stop_closes_movable_connections_with_1012() {
-    let bound = Server::builder(config())
-        .websocket("ws", routes())
-        .bind()
-        .await
-        .expect("bind");
+    let bound = builder(None).bind().await.expect("bind");
     let addr = bound.local_addr("ws").expect("addr");
     let (go, stop) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve_until(async move {

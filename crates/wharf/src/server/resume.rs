@@ -116,6 +116,13 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
             sender: shared.sender.clone(),
             counters: route.counters.clone(),
         }));
+        // Counted against `max_connections` and `max_connections_per_ip` as the
+        // predecessor counted them (never refused: they were admitted there).
+        let slot = super::accept::Slot::moved(shared);
+        let trusted = shared.proxy.trusts(moved.peer.ip());
+        let admission = shared
+            .peers
+            .admit_moved(moved.peer, &shared.settings.limits, trusted);
         shared.sender.resumed(conn.clone());
         let mut recover = Vec::new();
         if let Some(reason) = failed {
@@ -133,14 +140,15 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
                 }
             }
         }
-        ready.push((
-            shared.clone(),
-            route.clone(),
+        ready.push(Ready {
+            shared: shared.clone(),
+            route: route.clone(),
             conn,
             stream,
-            moved.read,
+            read: moved.read,
             recover,
-        ));
+            held: (slot, admission),
+        });
     }
     let resumed = ready.len();
     pauses.sort_unstable();
@@ -156,7 +164,16 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         );
         shared.sender.counters().handover_resumed(resumed, *max);
     }
-    for (shared, route, conn, stream, read, recover) in ready {
+    for Ready {
+        shared,
+        route,
+        conn,
+        stream,
+        read,
+        recover,
+        held,
+    } in ready
+    {
         let handle = conn.clone();
         let movable = route.handler.movable().then(|| shared.mover.enter());
         let driver = Driver::new(
@@ -173,6 +190,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         let epilogue = move |conn: &Conn, ended| {
             ended_as(&shared, conn, ended);
             drop(guard);
+            drop(held);
         };
         if recover.is_empty() {
             tokio::spawn(driver.run(read, None, shutdown, epilogue));
@@ -185,6 +203,21 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         }
     }
     resumed
+}
+
+/// A moved connection registered and about to be driven.
+struct Ready {
+    shared: Arc<ServerShared>,
+    route: Arc<crate::routing::CompiledRoute>,
+    conn: Conn,
+    stream: TcpStream,
+    /// A partial frame header read by the predecessor.
+    read: Vec<u8>,
+    /// Its history rooms and the position it had reached in each.
+    recover: Vec<(String, crate::history::Position)>,
+    /// Its places under `max_connections` and `max_connections_per_ip`, given back when it
+    /// ends.
+    held: (super::accept::Slot, super::peers::Admission),
 }
 
 /// Sends a moved connection what it missed in each history room since the position its
