@@ -64,8 +64,8 @@ enum End {
     /// The TCP connection is gone.
     Network,
     /// A successor takes the connection over with what its handler carried: stop here,
-    /// close nothing.
-    Move(serde_json::Value),
+    /// close nothing. (Boxed: every connection's future holds an `End`.)
+    Move(Box<serde_json::Value>),
 }
 
 /// How a driver ended.
@@ -209,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let end = match end {
                 End::Move(state) => {
                     let conn = self.conn.clone();
-                    ended(&conn, Ended::Moved(self.park(state)));
+                    ended(&conn, Ended::Moved(self.park(*state)));
                     return;
                 }
                 end => end,
@@ -267,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         // its handler cannot carry it, it closes with 1012 instead.
                         if !self.decoder.in_progress() {
                             if let Some(state) = self.carry() {
-                                return End::Move(state);
+                                return End::Move(Box::new(state));
                             }
                         }
                         self.movable = None;
