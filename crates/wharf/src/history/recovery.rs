@@ -47,7 +47,7 @@ impl HistoryHub {
     /// `since`, then live ones, with no gap and no duplicate at the seam (see the module
     /// docs). `since: None` sends what the room keeps. A `since` of another epoch, or older
     /// than the history kept, sends no history and answers `recovered: false`; a `since`
-    /// ahead of the room fails with [`HistoryError::PositionAhead`] (and joins nothing).
+    /// ahead of the room fails with [`HistoryError::PositionAhead`](super::HistoryError::PositionAhead) (and joins nothing).
     pub async fn join_from(
         &self,
         conn: &Conn,
