@@ -76,9 +76,9 @@ impl wharf::Handler for HistoryRelay {
     }
 }
 
-/// Numbers each connection's messages with a counter attached at `on_open`... which does
-/// not run again in the successor: the counter moves through `carry`/`resume`. On `/stuck`
-/// it cannot be carried.
+/// Numbers each connection's messages with a counter attached at the handshake (data
+/// middleware, which does not run again in the successor): the counter moves through
+/// `carry`/`resume`. On `/stuck` it cannot be carried; a count of 13 cannot be resumed.
 struct Counter;
 
 #[derive(Clone)]
@@ -110,6 +110,9 @@ impl wharf::Handler for Counter {
         let count = event.carried["count"]
             .as_u64()
             .ok_or_else(|| HandlerError::msg("no count carried"))?;
+        if count == 13 {
+            return Err(HandlerError::msg("13 is unlucky"));
+        }
         let count = std::sync::atomic::AtomicU64::new(count);
         event.insert(Count(std::sync::Arc::new(count)));
         Ok(())
@@ -456,9 +459,10 @@ async fn rides_a_handover(path: &str) {
 
 /// `Handler::carry` moves a handler's own per-connection state (a counter attached at the
 /// handshake) and `Handler::resume` rebuilds it in the successor; a connection whose handler
-/// cannot carry it (`None`) is closed with 1012 by the old process.
+/// cannot carry it (`None`) is closed with 1012 by the old process, and one whose `resume`
+/// fails with 1012 and the error by the successor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_gets_1012() {
+async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_or_resume_gets_1012() {
     let dir = tempfile::tempdir().expect("dir");
     let (addr, upgrader, sender, task) = old_server().await;
     let (mut counted, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/count"))
@@ -473,6 +477,13 @@ async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_gets_101
     }
     stuck.send(Message::text("+")).await.expect("send");
     assert_eq!(next_text(&mut stuck).await, "1");
+    let (mut unlucky, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/count"))
+        .await
+        .expect("connect");
+    for n in 1..=13 {
+        unlucky.send(Message::text("+")).await.expect("send");
+        assert_eq!(next_text(&mut unlucky).await, n.to_string());
+    }
     let pid = upgrader
         .upgrade(successor("takes_over"), dir.path(), &[])
         .await
@@ -485,7 +496,14 @@ async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_gets_101
         .await
         .expect("the old server stops")
         .expect("task");
-    assert_eq!(sender.metrics().handovers.connections_moved, 1);
+    assert_eq!(sender.metrics().handovers.connections_moved, 2);
+    match tokio::time::timeout(Duration::from_secs(10), unlucky.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            assert_eq!(u16::from(frame.code), 1012);
+            assert_eq!(frame.reason.as_str(), "could not resume: 13 is unlucky");
+        }
+        other => panic!("expected a 1012 close from the successor, got {other:?}"),
+    }
     // Served by the successor now, the count goes on where it was.
     counted.send(Message::text("+")).await.expect("send");
     assert_eq!(next_text(&mut counted).await, "4");
