@@ -224,7 +224,8 @@ struct Ready {
 /// predecessor had reached, and makes it live there. A room whose history since then is
 /// gone (trimmed, or another epoch) closes it with 4010 (resync), as a live member's gap
 /// would; a store that cannot be read closes it with 1012: its client reconnects and
-/// recovers from its own positions.
+/// recovers from its own positions. After a close the other rooms are left as they are (the
+/// connection leaves them all when it ends).
 async fn recover_rooms(conn: &Conn, rooms: Vec<(String, crate::history::Position)>) {
     let hub = conn.sender().history_hub();
     for (room, since) in rooms {
@@ -236,6 +237,7 @@ async fn recover_rooms(conn: &Conn, rooms: Vec<(String, crate::history::Position
                     CloseCode::RESYNC,
                     "history gap: rejoin from your last position",
                 );
+                return;
             }
             Err(e) => {
                 warn!(conn = %conn.id(), room, error = %e, "a moved connection could not rejoin its room");
@@ -243,6 +245,7 @@ async fn recover_rooms(conn: &Conn, rooms: Vec<(String, crate::history::Position
                     CloseCode::SERVICE_RESTART,
                     &format!("could not restore room `{room}`"),
                 );
+                return;
             }
         }
     }
