@@ -10,7 +10,8 @@
 //! - `wharf upgrade` refuses a missing, stale or foreign control socket;
 //! - a `/wss/rooms` subscriber that recovered with `since` rides an upgrade while
 //!   publications flow at one a millisecond (over the rooms protocol, from a connection that
-//!   moves too, or over the HTTP API): every one arrives once, in order, at contiguous
+//!   moves too, over the HTTP API, with the history in Redis, or from another node of a
+//!   cluster): every one arrives once, in order, at contiguous
 //!   positions of the same epoch, no close frame; a connection keeps its spent publish
 //!   bucket; one that cannot move (permessage-deflate) gets 1012.
 
@@ -863,12 +864,12 @@ enum Publisher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_subscriber_rides_an_upgrade_with_publications_over_the_rooms_protocol() {
-    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &[]).await;
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &[], false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_subscriber_rides_an_upgrade_with_publications_over_the_http_api() {
-    rooms_subscriber_rides_an_upgrade(Publisher::Http, &[]).await;
+    rooms_subscriber_rides_an_upgrade(Publisher::Http, &[], false).await;
 }
 
 /// The same with the history in Redis (a one-node cluster on a private Redis): nothing is
@@ -882,7 +883,21 @@ async fn a_rooms_subscriber_rides_an_upgrade_with_its_history_in_redis() {
         ("WHARF_CLUSTER_BACKPLANE", url.as_str()),
         ("WHARF_CLUSTER_PREFIX", prefix.as_str()),
     ];
-    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &cluster).await;
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &cluster, false).await;
+}
+
+/// The same in a two-node cluster on a private Redis, the publications coming from the
+/// other node over the backplane while this one is upgraded (the other node's publisher
+/// does not move; the subscriber does, and its successor takes the room's channel over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_subscriber_rides_an_upgrade_while_another_node_publishes() {
+    let engine = common::engine::Engine::start("redis");
+    let (url, prefix) = (engine.url(), common::cluster::prefix("handover-rooms2"));
+    let cluster = [
+        ("WHARF_CLUSTER_BACKPLANE", url.as_str()),
+        ("WHARF_CLUSTER_PREFIX", prefix.as_str()),
+    ];
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &cluster, true).await;
 }
 
 /// Publishes `live:feed` texts `first..=last` one a millisecond with `publisher`, and
@@ -956,17 +971,38 @@ fn split_position(position: &str) -> (String, u64) {
     (epoch.to_owned(), offset.parse().expect("offset"))
 }
 
-async fn rooms_subscriber_rides_an_upgrade(publisher: Publisher, env: &[(&str, &str)]) {
+/// `other_node`: the publisher is on a second node of the cluster `env` names (started with
+/// the same config), not on the node that is upgraded.
+async fn rooms_subscriber_rides_an_upgrade(
+    publisher: Publisher,
+    env: &[(&str, &str)],
+    other_node: bool,
+) {
     const COUNT: u64 = 1500;
     let mut env = env.to_vec();
     env.extend([("WHARF_DRAIN_SPREAD", "1s"), ("WHARF_DRAIN_TIMEOUT", "6s")]);
     let mut serve = Serve::with_config(&rooms_config(5000, 5000), &env);
+    let other = other_node.then(|| {
+        let config = serve.dir.path().join("wharf.toml");
+        let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let mut node = common::nodes::NodeConfig::new(
+            get("WHARF_CLUSTER_BACKPLANE").expect("a cluster"),
+            get("WHARF_CLUSTER_PREFIX").expect("a prefix"),
+        );
+        node.extra_env
+            .push(("WHARF_CONFIG".into(), config.display().to_string()));
+        common::nodes::spawn(&node)
+    });
+    let (publish_ws, publish_http) = match &other {
+        Some(node) => (node.ws, node.http),
+        None => (serve.ws, serve.http),
+    };
     let publishing = match publisher {
-        Publisher::Rooms => Some(rooms(serve.ws, 2, None).await),
+        Publisher::Rooms => Some(rooms(publish_ws, 2, None).await),
         Publisher::Http => None,
     };
     // Ten publications before the subscriber comes; it recovers from the fifth.
-    let (publishing, before) = publish_range(serve.http, publishing, 1, 10).await;
+    let (publishing, before) = publish_range(publish_http, publishing, 1, 10).await;
     let mut subscriber = rooms(serve.ws, 1, None).await;
     let subscribe = serde_json::json!({
         "id": 1, "op": "subscribe", "room": "live:feed", "since": before[4],
@@ -1032,8 +1068,7 @@ async fn rooms_subscriber_rides_an_upgrade(publisher: Publisher, env: &[(&str, &
         }
         subscriber
     });
-    let http = serve.http;
-    let publishing = tokio::spawn(publish_range(http, publishing, 11, COUNT));
+    let publishing = tokio::spawn(publish_range(publish_http, publishing, 11, COUNT));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (ok, output) = upgrade(&serve.data()).await;
     assert!(ok, "wharf upgrade: {output}");
