@@ -64,8 +64,9 @@ enum End {
     ClientClosed(Option<u16>, String),
     /// The TCP connection is gone.
     Network,
-    /// A successor takes the connection over: stop here, close nothing.
-    Move,
+    /// A successor takes the connection over with what its handler carried: stop here,
+    /// close nothing. (Boxed: every connection's future holds an `End`.)
+    Move(Box<serde_json::Value>),
 }
 
 /// How a driver ended.
@@ -216,11 +217,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
                 Err(end) => end,
             };
-            if matches!(end, End::Move) {
-                let conn = self.conn.clone();
-                ended(&conn, Ended::Moved(self.park()));
-                return;
-            }
+            let end = match end {
+                End::Move(state) => {
+                    let conn = self.conn.clone();
+                    ended(&conn, Ended::Moved(self.park(*state)));
+                    return;
+                }
+                end => end,
+            };
             self.movable = None;
             let event = self.finish(end).await;
             self.conn.sender().closed(&self.conn);
@@ -233,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Stops here for a successor: the socket, a partial frame header, unwritten bytes.
-    fn park(self) -> crate::handover::Parked<S> {
+    fn park(self, state: serde_json::Value) -> crate::handover::Parked<S> {
         let Driver {
             stream,
             header,
@@ -247,6 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             stream,
             read: header[..header_len].to_vec(),
             unwritten: write_buf.get(written..).unwrap_or_default().to_vec(),
+            state,
             guard: movable,
         }
     }
@@ -286,9 +291,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 IoEvent::Stop => {
                     if self.movable.as_ref().is_some_and(|m| m.may_park()) && self.handed_over() {
                         // A safe point: nothing is half-decoded (the frames read so far
-                        // were dispatched). Mid-frame, it closes with 1012 instead.
+                        // were dispatched, no handler call is running). Mid-frame, or when
+                        // its handler cannot carry it, it closes with 1012 instead.
                         if !self.decoder.in_progress() {
-                            return End::Move;
+                            if let Some(state) = self.carry() {
+                                return End::Move(Box::new(state));
+                            }
                         }
                         self.movable = None;
                     }
@@ -514,6 +522,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .unwrap_or(far)
     }
 
+    /// What the handler carries to the successor; `None` (it cannot move) when it says so
+    /// or panics.
+    fn carry(&self) -> Option<serde_json::Value> {
+        let carry = || self.handler.carry(&self.conn);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry)) {
+            Ok(state) => state,
+            Err(_) => {
+                error!(conn = %self.conn.id(), "Handler::carry panicked; closing instead of moving");
+                None
+            }
+        }
+    }
+
     fn handed_over(&self) -> bool {
         self.settings.stop.get() == Some(&crate::server::Stop::HandedOver)
     }
@@ -584,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let code = code.map(CloseCode::new).unwrap_or(CloseCode::NO_STATUS);
                 (close_event(code, reason, Initiator::Client), false)
             }
-            End::Network | End::Move => {
+            End::Network | End::Move(_) => {
                 return close_event(CloseCode::ABNORMAL, String::new(), Initiator::Network);
             }
         };
