@@ -13,6 +13,9 @@
 # /tmp/wsbench/target/release, where a read-only harness builds). Prints wsload's lines and
 # appends its JSON to WHARF_BENCH_JSON (default /tmp/wharf-bench-broadcast.jsonl), which
 # `wsload table` renders. WHARF_PREBUILT=1: the echo example is built already.
+# WHARF_ECHO_ARGS: more arguments for the echo example (`--multi-thread`: tokio's
+# multi-thread runtime with one worker instead of the current-thread runtime that it, like
+# `wharf serve`, picks on one core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peer=${1:?usage: scripts/bench-broadcast.sh PEER RATE [RATE ...]}
@@ -49,6 +52,7 @@ measure() {
   pid=""
 }
 for rate in "$@"; do
-  measure wharf "$rate" "$echo_bin" PORT
+  # shellcheck disable=SC2086 # WHARF_ECHO_ARGS is a list of words
+  measure wharf "$rate" "$echo_bin" PORT ${WHARF_ECHO_ARGS:-}
   measure "$peer" "$rate" "$built/peer-$peer" --port PORT --threads 1
 done

@@ -90,10 +90,7 @@ fn main() -> ExitCode {
         cli.log_format,
         !matches!(cli.command, Command::Serve { .. }),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("wharf: cannot start the runtime: {e}");
@@ -140,4 +137,27 @@ mod tests {
         // Catches clashing flags (e.g. a subcommand's `-c` against the global `--config`).
         super::Cli::command().debug_assert();
     }
+}
+
+/// The tokio runtime: `WHARF_WORKER_THREADS` workers, by default one per core this process
+/// may use. With one, the current-thread runtime: it runs woken tasks in the order they were
+/// woken, where the multi-thread runtime with a single worker runs the last one woken first
+/// and moves what overflows its 256-task queue to a queue it looks at every 61 tasks, so a
+/// room push to thousands of members finishes late for some of them (docs/decisions.md,
+/// "Fan-out latency").
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::env::var("WHARF_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
 }

@@ -7,7 +7,13 @@
 //!   old process exits 0;
 //! - a successor whose config does not load, one that crashes, one that never confirms:
 //!   the old process keeps serving, and a second upgrade during one is refused;
-//! - `wharf upgrade` refuses a missing, stale or foreign control socket.
+//! - `wharf upgrade` refuses a missing, stale or foreign control socket;
+//! - a `/wss/rooms` subscriber that recovered with `since` rides an upgrade while
+//!   publications flow at one a millisecond (over the rooms protocol, from a connection that
+//!   moves too, over the HTTP API, with the history in Redis, or from another node of a
+//!   cluster): every one arrives once, in order, at contiguous
+//!   positions of the same epoch, no close frame; a connection keeps its spent publish
+//!   bucket; one that cannot move (permessage-deflate) gets 1012.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -167,6 +173,19 @@ impl Serve {
             http,
             successors: Vec::new(),
         }
+    }
+
+    /// Started with `config` as its `WHARF_CONFIG` file.
+    fn with_config(config: &str, env: &[(&str, &str)]) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("bin")).expect("bin dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, config).expect("config");
+        let path = path.to_str().expect("utf-8 path").to_owned();
+        let mut env = env.to_vec();
+        env.push(("WHARF_CONFIG", &path));
+        Serve::in_dir(dir, &env)
     }
 
     fn data(&self) -> PathBuf {
@@ -724,4 +743,430 @@ async fn in_a_cluster_the_successor_keeps_the_node_id_and_the_moved_connections(
     echo(&mut client, "after")
         .await
         .expect("moved, still served");
+}
+
+/// History rooms `live:*` kept in memory (one node), the API key, and the rooms protocol's
+/// publish rate from `rate`/`burst`. (Compression is offered with `WHARF_WS_COMPRESSION`.)
+fn rooms_config(rate: u32, burst: u32) -> String {
+    format!(
+        r#"
+[api]
+key = "{key}"
+
+[rooms.history]
+[[rooms.history.rule]]
+pattern = "live:*"
+size = 10000
+
+[rooms_protocol]
+publish_rate = {rate}
+publish_burst = {burst}
+"#,
+        key = common::API_KEY
+    )
+}
+
+type Plain = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A token of user `uid` that may follow and publish to `live:*`.
+fn live_token(uid: i64) -> String {
+    let tokens = Tokens::new(&TokenConfig::default(), Some(common::SECRET)).expect("tokens");
+    let grants = wharf_app::tokens::Grants {
+        rooms: vec!["live:*".into()],
+        publish: vec!["live:*".into()],
+    };
+    tokens
+        .issue_with((uid, format!("user{uid}"), false), grants)
+        .expect("issue")
+        .0
+}
+
+/// Opens `/wss/rooms` as user `uid`, offering `extensions` (such as permessage-deflate).
+async fn rooms(ws: SocketAddr, uid: i64, extensions: Option<&str>) -> Plain {
+    let protocols = format!("wharf.rooms.v1, wharf.bearer.{}", live_token(uid));
+    let mut headers = vec![("Sec-WebSocket-Protocol", protocols.as_str())];
+    if let Some(extensions) = extensions {
+        headers.push(("Sec-WebSocket-Extensions", extensions));
+    }
+    let (response, ws) = common::handshake(ws, "/wss/rooms", &headers).await;
+    assert_eq!(response.status, 101, "{}", response.body);
+    ws.expect("open")
+}
+
+/// The next JSON frame, within 10 s; panics on a close or anything else.
+async fn next_json(ws: &mut Plain) -> serde_json::Value {
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("expected a JSON frame, got {other:?}"),
+    }
+}
+
+/// Sends command `command` with `id` and returns its reply (pushes before it are skipped).
+async fn command(ws: &mut Plain, id: u64, mut command: serde_json::Value) -> serde_json::Value {
+    command["id"] = serde_json::json!(id);
+    ws.send(Message::text(command.to_string()))
+        .await
+        .expect("send");
+    loop {
+        let frame = next_json(ws).await;
+        if frame["id"] == id {
+            return frame;
+        }
+    }
+}
+
+/// `POST /api/publish` over a fresh connection, without panicking: the status and body, or
+/// why there is none (a connection refused or cut while the processes change hands).
+async fn try_publish(http: SocketAddr, body: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(http)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = format!(
+            "POST /api/publish HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\nX-Api-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            common::API_KEY,
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = String::new();
+        stream
+            .read_to_string(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (head, body) = raw.split_once("\r\n\r\n").ok_or("no response head")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no status")?;
+        Ok((status, body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+}
+
+/// How publications reach the room during the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publisher {
+    /// `publish` commands, pipelined one a millisecond, over a `/wss/rooms` connection that
+    /// moves to the successor with the subscriber.
+    Rooms,
+    /// `POST /api/publish`, one a millisecond at most, each on a fresh connection, retried
+    /// with its idempotency key until answered (a request cut by the change of hands may
+    /// have been done: the key makes the retry a duplicate, not a second publication).
+    Http,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_subscriber_rides_an_upgrade_with_publications_over_the_rooms_protocol() {
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &[], false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_subscriber_rides_an_upgrade_with_publications_over_the_http_api() {
+    rooms_subscriber_rides_an_upgrade(Publisher::Http, &[], false).await;
+}
+
+/// The same with the history in Redis (a one-node cluster on a private Redis): nothing is
+/// carried but the positions, and the successor recovers the subscriber from the shared
+/// store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_subscriber_rides_an_upgrade_with_its_history_in_redis() {
+    let engine = common::engine::Engine::start("redis");
+    let (url, prefix) = (engine.url(), common::cluster::prefix("handover-rooms"));
+    let cluster = [
+        ("WHARF_CLUSTER_BACKPLANE", url.as_str()),
+        ("WHARF_CLUSTER_PREFIX", prefix.as_str()),
+    ];
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &cluster, false).await;
+}
+
+/// The same in a two-node cluster on a private Redis, the publications coming from the
+/// other node over the backplane while this one is upgraded (the other node's publisher
+/// does not move; the subscriber does, and its successor takes the room's channel over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_subscriber_rides_an_upgrade_while_another_node_publishes() {
+    let engine = common::engine::Engine::start("redis");
+    let (url, prefix) = (engine.url(), common::cluster::prefix("handover-rooms2"));
+    let cluster = [
+        ("WHARF_CLUSTER_BACKPLANE", url.as_str()),
+        ("WHARF_CLUSTER_PREFIX", prefix.as_str()),
+    ];
+    rooms_subscriber_rides_an_upgrade(Publisher::Rooms, &cluster, true).await;
+}
+
+/// Publishes `live:feed` texts `first..=last` one a millisecond with `publisher`, and
+/// returns each one's position as its publisher was told.
+async fn publish_range(
+    serve_http: SocketAddr,
+    ws: Option<Plain>,
+    first: u64,
+    last: u64,
+) -> (Option<Plain>, Vec<String>) {
+    let mut positions = Vec::new();
+    let Some(ws) = ws else {
+        for n in first..=last {
+            let body = serde_json::json!({
+                "room": "live:feed",
+                "text": n.to_string(),
+                "idempotency_key": format!("n{n}"),
+            })
+            .to_string();
+            let started = Instant::now();
+            let reply = loop {
+                match try_publish(serve_http, &body).await {
+                    Ok((200, reply)) => break reply,
+                    Ok((503, _)) | Err(_) => {
+                        assert!(started.elapsed() < Duration::from_secs(20), "publish {n}");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok((status, reply)) => panic!("publish {n}: {status} {reply}"),
+                }
+            };
+            let reply: serde_json::Value = serde_json::from_str(&reply).expect("JSON");
+            positions.push(reply["position"].as_str().expect("position").to_owned());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        return (None, positions);
+    };
+    // Pipelined: the commands keep going out while the connection is in transit; the
+    // replies come back in order, one per command.
+    let (mut sink, mut stream) = ws.split();
+    let sending = tokio::spawn(async move {
+        for n in first..=last {
+            let command = serde_json::json!({
+                "id": n, "op": "publish", "room": "live:feed", "text": n.to_string(),
+            });
+            sink.send(Message::text(command.to_string()))
+                .await
+                .expect("send a publish");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sink
+    });
+    for n in first..=last {
+        let reply = match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+            }
+            other => panic!("the publisher's reply {n}: {other:?}"),
+        };
+        assert_eq!(reply["id"], n, "replies in order: {reply}");
+        let position = reply["position"].as_str();
+        let position = position.unwrap_or_else(|| panic!("publish {n} failed: {reply}"));
+        positions.push(position.to_owned());
+    }
+    let sink = sending.await.expect("sending task");
+    (Some(sink.reunite(stream).expect("reunite")), positions)
+}
+
+/// `"EPOCH:OFFSET"` as its parts.
+fn split_position(position: &str) -> (String, u64) {
+    let (epoch, offset) = position.rsplit_once(':').expect("EPOCH:OFFSET");
+    (epoch.to_owned(), offset.parse().expect("offset"))
+}
+
+/// `other_node`: the publisher is on a second node of the cluster `env` names (started with
+/// the same config), not on the node that is upgraded.
+async fn rooms_subscriber_rides_an_upgrade(
+    publisher: Publisher,
+    env: &[(&str, &str)],
+    other_node: bool,
+) {
+    const COUNT: u64 = 1500;
+    let mut env = env.to_vec();
+    env.extend([("WHARF_DRAIN_SPREAD", "1s"), ("WHARF_DRAIN_TIMEOUT", "6s")]);
+    let mut serve = Serve::with_config(&rooms_config(5000, 5000), &env);
+    let other = other_node.then(|| {
+        let config = serve.dir.path().join("wharf.toml");
+        let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let mut node = common::nodes::NodeConfig::new(
+            get("WHARF_CLUSTER_BACKPLANE").expect("a cluster"),
+            get("WHARF_CLUSTER_PREFIX").expect("a prefix"),
+        );
+        node.extra_env
+            .push(("WHARF_CONFIG".into(), config.display().to_string()));
+        common::nodes::spawn(&node)
+    });
+    let (publish_ws, publish_http) = match &other {
+        Some(node) => (node.ws, node.http),
+        None => (serve.ws, serve.http),
+    };
+    let publishing = match publisher {
+        Publisher::Rooms => Some(rooms(publish_ws, 2, None).await),
+        Publisher::Http => None,
+    };
+    // Ten publications before the subscriber comes; it recovers from the fifth.
+    let (publishing, before) = publish_range(publish_http, publishing, 1, 10).await;
+    let mut subscriber = rooms(serve.ws, 1, None).await;
+    let subscribe = serde_json::json!({
+        "id": 1, "op": "subscribe", "room": "live:feed", "since": before[4],
+    });
+    subscriber
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .expect("subscribe");
+    // The recovered publications 6..=10 come first, then the reply.
+    let mut recovered = Vec::new();
+    let reply = loop {
+        let frame = next_json(&mut subscriber).await;
+        if frame["id"] == 1 {
+            break frame;
+        }
+        recovered.push(frame["text"].as_str().expect("text").to_owned());
+    };
+    assert_eq!(recovered, ["6", "7", "8", "9", "10"], "{reply}");
+    assert_eq!(reply["recovered"], true, "{reply}");
+    assert_eq!(reply["delivered"], 5, "{reply}");
+    let presence = command(
+        &mut subscriber,
+        2,
+        serde_json::json!({"op": "presence", "room": "live:feed"}),
+    )
+    .await;
+    let members_before = presence["members"].clone();
+
+    // The subscriber reads every push: texts 11..=COUNT, once, in order, at contiguous
+    // positions of one epoch, and never a close frame.
+    let (epoch, fifth) = split_position(&before[4]);
+    let pushed_epoch = epoch.clone();
+    let receiving = tokio::spawn(async move {
+        let epoch = pushed_epoch;
+        let mut expected = 11;
+        let mut offset = fifth + 5;
+        while expected <= COUNT {
+            let frame = match tokio::time::timeout(Duration::from_secs(20), subscriber.next()).await
+            {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+                }
+                other => panic!("push {expected}: expected a text frame, got {other:?}"),
+            };
+            if frame.get("id").is_some() {
+                continue; // the reply to the presence command, if it came after a push
+            }
+            assert_eq!(frame["room"], "live:feed", "{frame}");
+            assert_eq!(
+                frame["text"],
+                expected.to_string(),
+                "in order, none lost, none twice: {frame}"
+            );
+            let (push_epoch, push_offset) =
+                split_position(frame["position"].as_str().expect("position"));
+            assert_eq!(
+                (push_epoch.as_str(), push_offset),
+                (epoch.as_str(), offset + 1),
+                "positions continue: {frame}"
+            );
+            offset = push_offset;
+            expected += 1;
+        }
+        subscriber
+    });
+    let publishing = tokio::spawn(publish_range(publish_http, publishing, 11, COUNT));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(ok, "wharf upgrade: {output}");
+    // Committed while publications still flow: the connections move after this.
+    assert!(
+        !publishing.is_finished(),
+        "the publications flow through the handover"
+    );
+    serve.successors.push(successor_pid(&output));
+    let (_publisher, positions) = publishing.await.expect("publishing task");
+    let mut subscriber = tokio::time::timeout(Duration::from_secs(30), receiving)
+        .await
+        .expect("every publication arrives")
+        .expect("subscriber task");
+    // The publisher was told the same contiguous positions.
+    for (i, position) in positions.iter().enumerate() {
+        assert_eq!(
+            split_position(position),
+            (epoch.clone(), fifth + 6 + i as u64),
+            "publication {}",
+            11 + i
+        );
+    }
+    assert!(serve.exited(Duration::from_secs(10)).success());
+    // The same connection (same id, same user), now in the successor, still in the room.
+    let presence = command(
+        &mut subscriber,
+        3,
+        serde_json::json!({"op": "presence", "room": "live:feed"}),
+    )
+    .await;
+    for member in members_before.as_array().expect("members") {
+        assert!(
+            presence["members"]
+                .as_array()
+                .expect("members")
+                .contains(member),
+            "{member} is still there: {presence}"
+        );
+    }
+    // Subscribing again says it follows the room already.
+    let again = command(
+        &mut subscriber,
+        4,
+        serde_json::json!({"op": "subscribe", "room": "live:feed"}),
+    )
+    .await;
+    assert_eq!(again["error"], "already_subscribed", "{again}");
+}
+
+/// A `/wss/rooms` connection keeps its spent publish bucket through an upgrade (a fresh one
+/// would allow the whole burst again), and one that cannot move (it negotiated
+/// permessage-deflate, whose context stays in the old process) gets 1012.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_connection_keeps_its_publish_bucket_and_one_that_cannot_move_gets_1012() {
+    const BURST: u64 = 20;
+    let mut serve = Serve::with_config(
+        &rooms_config(1, BURST as u32),
+        &[
+            ("WHARF_DRAIN_SPREAD", "1s"),
+            ("WHARF_DRAIN_TIMEOUT", "6s"),
+            ("WHARF_WS_COMPRESSION", "true"),
+        ],
+    );
+    let mut limited = rooms(serve.ws, 1, None).await;
+    let compressed = rooms(serve.ws, 2, Some("permessage-deflate")).await;
+    let publish =
+        |n: u64| serde_json::json!({"op": "publish", "room": "live:x", "text": n.to_string()});
+    for n in 1..=BURST {
+        let reply = command(&mut limited, n, publish(n)).await;
+        assert!(reply["position"].is_string(), "{reply}");
+    }
+    let reply = command(&mut limited, BURST + 1, publish(BURST + 1)).await;
+    assert_eq!(reply["error"], "rate_limited", "{reply}");
+    let spent = Instant::now();
+    let closing = tokio::spawn(close_of(compressed));
+
+    let (ok, output) = upgrade(&serve.data()).await;
+    assert!(ok, "wharf upgrade: {output}");
+    serve.successors.push(successor_pid(&output));
+    let (code, reason, _) = closing.await.expect("close task");
+    assert_eq!((code, reason.as_str()), (1012, "server restarting"));
+    assert!(serve.exited(Duration::from_secs(10)).success());
+
+    // Served by the successor: only what one publish a second earned since is allowed.
+    let mut allowed = 0;
+    for n in 0..BURST {
+        let id = 100 + n;
+        let reply = command(&mut limited, id, publish(id)).await;
+        if reply["position"].is_string() {
+            allowed += 1;
+        } else {
+            assert_eq!(reply["error"], "rate_limited", "{reply}");
+        }
+    }
+    let earned = spent.elapsed().as_secs() + 1;
+    assert!(
+        allowed <= earned && allowed < BURST,
+        "{allowed} publishes allowed after the upgrade, {earned} earned since the bucket was spent"
+    );
 }

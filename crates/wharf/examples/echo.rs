@@ -3,6 +3,10 @@
 //! and, for fan-out benchmarks (`../shared/bench/run.sh --scenarios broadcast`),
 //! `ws://127.0.0.1:9002/broadcast`: every message to every connection of that route, the
 //! sender included, as one room push.
+//!
+//! Its runtime is the one `wharf serve` picks: on one core (the benchmark harness pins its
+//! servers to one) the current-thread runtime, as the harness's Rust peers use, else the
+//! multi-thread runtime with a worker per core; `--multi-thread` forces the latter.
 
 use wharf::{
     Config, Conn, Echo, Handler, HandlerError, Message, Router, Server, ServerConfig, ServerKind,
@@ -24,12 +28,23 @@ impl Handler for Broadcast {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), wharf::Error> {
-    let port = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9002);
+fn main() -> Result<(), wharf::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let port = args.first().and_then(|p| p.parse().ok()).unwrap_or(9002);
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_core && !args.iter().any(|a| a == "--multi-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    runtime.map_err(wharf::Error::from)?.block_on(serve(port))
+}
+
+async fn serve(port: u16) -> Result<(), wharf::Error> {
     let config = Config::empty()
         .with_server(ServerConfig::new("ws", ServerKind::Websocket, port).with_host("127.0.0.1"));
     let server = Server::builder(config)

@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
 
@@ -53,6 +52,8 @@ enum IoEvent {
     CloseRequested(CloseCode, String),
     Overflow,
     WriteFailed,
+    /// The server is stopping ([`Outbox::stop`](crate::outbox::Outbox::stop)).
+    Stop,
 }
 
 /// What ended the main loop.
@@ -63,8 +64,9 @@ enum End {
     ClientClosed(Option<u16>, String),
     /// The TCP connection is gone.
     Network,
-    /// A successor takes the connection over: stop here, close nothing.
-    Move,
+    /// A successor takes the connection over with what its handler carried: stop here,
+    /// close nothing. (Boxed: every connection's future holds an `End`.)
+    Move(Box<serde_json::Value>),
 }
 
 /// How a driver ended.
@@ -88,6 +90,9 @@ pub(crate) struct DriverSettings {
     pub(crate) handover_reason: String,
     /// Why the server stopped; set before the shutdown is announced.
     pub(crate) stop: Arc<std::sync::OnceLock<crate::server::Stop>>,
+    /// Set when the shutdown is announced, before every registered connection's outbox is
+    /// told: a connection registered after that finds it set when its driver starts.
+    pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DriverSettings {
@@ -180,13 +185,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         mut self,
         leftover: Vec<u8>,
         request: Option<OpenRequest>,
-        mut shutdown: watch::Receiver<bool>,
         ended: F,
     ) -> impl Future<Output = ()>
     where
         F: FnOnce(&Conn, Ended<S>),
     {
         async move {
+            // Registered before this runs: a shutdown announced since then missed it.
+            if self
+                .settings
+                .stopping
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                self.conn.0.outbox.stop();
+            }
             if !leftover.is_empty() {
                 self.feed(&leftover);
             }
@@ -201,15 +213,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let end = match opened {
                 Ok(()) => {
                     drop(request);
-                    self.main_loop(&mut shutdown).await
+                    self.main_loop().await
                 }
                 Err(end) => end,
             };
-            if matches!(end, End::Move) {
-                let conn = self.conn.clone();
-                ended(&conn, Ended::Moved(self.park()));
-                return;
-            }
+            let end = match end {
+                End::Move(state) => {
+                    let conn = self.conn.clone();
+                    ended(&conn, Ended::Moved(self.park(*state)));
+                    return;
+                }
+                end => end,
+            };
             self.movable = None;
             let event = self.finish(end).await;
             self.conn.sender().closed(&self.conn);
@@ -222,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Stops here for a successor: the socket, a partial frame header, unwritten bytes.
-    fn park(self) -> crate::handover::Parked<S> {
+    fn park(self, state: serde_json::Value) -> crate::handover::Parked<S> {
         let Driver {
             stream,
             header,
@@ -236,11 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             stream,
             read: header[..header_len].to_vec(),
             unwritten: write_buf.get(written..).unwrap_or_default().to_vec(),
+            state,
             guard: movable,
         }
     }
 
-    async fn main_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
+    async fn main_loop(&mut self) -> End {
         let sleep = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(sleep);
         loop {
@@ -255,23 +271,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             let event = tokio::select! {
                 biased;
-                _ = shutdown.changed(), if self.drain_at.is_none() => {
-                    if self.movable.as_ref().is_some_and(|m| m.may_park()) && self.handed_over() {
-                        // A safe point: nothing is half-decoded (the frames read so far
-                        // were dispatched). Mid-frame, it closes with 1012 instead.
-                        if !self.decoder.in_progress() {
-                            return End::Move;
-                        }
-                        self.movable = None;
-                    }
-                    let delay = self.settings.drain.delay(self.conn.id().as_u64());
-                    if delay.is_zero() {
-                        return self.drained();
-                    }
-                    self.drain_at = Some(Instant::now() + delay);
-                    sleep.as_mut().reset(self.next_deadline().into());
-                    continue;
-                }
                 event = poll_fn(|cx| self.poll_io(cx)) => event,
                 () = &mut sleep => {
                     if let Some(end) = self.on_timer() {
@@ -289,6 +288,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     return End::Network;
                 }
                 IoEvent::WriteFailed => return End::Network,
+                IoEvent::Stop => {
+                    if self.movable.as_ref().is_some_and(|m| m.may_park()) && self.handed_over() {
+                        // A safe point: nothing is half-decoded (the frames read so far
+                        // were dispatched, no handler call is running). Mid-frame, or when
+                        // its handler cannot carry it, it closes with 1012 instead.
+                        if !self.decoder.in_progress() {
+                            if let Some(state) = self.carry() {
+                                return End::Move(Box::new(state));
+                            }
+                        }
+                        self.movable = None;
+                    }
+                    let delay = self.settings.drain.delay(self.conn.id().as_u64());
+                    if delay.is_zero() {
+                        return self.drained();
+                    }
+                    self.drain_at = Some(Instant::now() + delay);
+                    sleep.as_mut().reset(self.next_deadline().into());
+                }
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
                 IoEvent::Overflow => {
                     warn!(conn = %self.conn.id(), queued = self.conn.queued_bytes(), "slow consumer: outgoing queue full, closing");
@@ -303,6 +321,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     async fn dispatch(&mut self) -> Option<End> {
         let mut frames = std::mem::take(&mut self.frames);
         let mut end = None;
+        // What the handlers push now is drained right after, in this same wake-up.
+        self.conn.0.outbox.quiet();
         if let Some(rate) = &mut self.rate {
             rate.refill(Instant::now());
         }
@@ -447,6 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                     Poll::Pending => match self.conn.0.outbox.poll_urgent(cx) {
                         Some(Drained::Overflow) => return Poll::Ready(IoEvent::Overflow),
+                        Some(Drained::Stop) => return Poll::Ready(IoEvent::Stop),
                         Some(Drained::Close(code, reason)) => {
                             return Poll::Ready(IoEvent::CloseRequested(code, reason));
                         }
@@ -467,6 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     return Poll::Ready(IoEvent::CloseRequested(code, reason));
                 }
                 Drained::Overflow => return Poll::Ready(IoEvent::Overflow),
+                Drained::Stop => return Poll::Ready(IoEvent::Stop),
             }
         }
         if self.write_buf.len() - self.written > READ_PAUSE {
@@ -498,6 +520,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .flatten()
             .min()
             .unwrap_or(far)
+    }
+
+    /// What the handler carries to the successor; `None` (it cannot move) when it says so
+    /// or panics.
+    fn carry(&self) -> Option<serde_json::Value> {
+        let carry = || self.handler.carry(&self.conn);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry)) {
+            Ok(state) => state,
+            Err(_) => {
+                error!(conn = %self.conn.id(), "Handler::carry panicked; closing instead of moving");
+                None
+            }
+        }
     }
 
     fn handed_over(&self) -> bool {
@@ -570,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let code = code.map(CloseCode::new).unwrap_or(CloseCode::NO_STATUS);
                 (close_event(code, reason, Initiator::Client), false)
             }
-            End::Network | End::Move => {
+            End::Network | End::Move(_) => {
                 return close_event(CloseCode::ABNORMAL, String::new(), Initiator::Network);
             }
         };

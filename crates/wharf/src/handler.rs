@@ -60,12 +60,108 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Whether this route's plain-TCP connections may move, open, to a successor process in
     /// a live handover ([`crate::handover`]): same id, same rooms and user, no close frame.
-    /// Say yes only when the handler keeps nothing per connection outside the [`Conn`]:
+    /// Say yes only when whatever the handler keeps per connection outside the [`Conn`] is
+    /// carried by [`carry`](Handler::carry) and rebuilt by [`resume`](Handler::resume):
     /// `on_open` does not run again in the successor, and data middleware attached at the
-    /// handshake (other than the [`UserId`](crate::UserId)) does not move. Default: false
-    /// (such connections are closed with 1012 and the handover's reason).
+    /// handshake (other than the [`UserId`](crate::UserId)) does not move by itself.
+    /// Default: false (such connections are closed with 1012 and the handover's reason).
     fn movable(&self) -> bool {
         false
+    }
+
+    /// In the old process, when a connection of a [movable](Handler::movable) handler parks
+    /// for the successor (between two messages, no handler call running): what the handler
+    /// keeps for it (connection data, its own maps), as JSON, given back to
+    /// [`resume`](Handler::resume) in the successor. `None`: this connection cannot move; it
+    /// is closed with 1012 and the handover's reason, as a connection of a handler that is
+    /// not movable. Keep it quick: every connection parks at once. Its rooms and, in rooms
+    /// that keep history, the position each had reached move without it. Default:
+    /// `Some(Value::Null)` (nothing to carry).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use wharf::{Conn, Handler, HandlerError, Message, ResumeEvent};
+    ///
+    /// /// Counts each connection's messages (the count is attached at the handshake by a
+    /// /// middleware); the count survives a live handover.
+    /// struct Counter;
+    /// #[derive(Clone)]
+    /// struct Count(Arc<AtomicU64>);
+    ///
+    /// impl Handler for Counter {
+    ///     async fn on_message(&self, conn: &Conn, _: Message) -> Result<(), HandlerError> {
+    ///         if let Some(count) = conn.get::<Count>() {
+    ///             let n = count.0.fetch_add(1, Ordering::Relaxed) + 1;
+    ///             conn.send(n.to_string())?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn movable(&self) -> bool {
+    ///         true
+    ///     }
+    ///     fn carry(&self, conn: &Conn) -> Option<serde_json::Value> {
+    ///         let count = conn.get::<Count>()?; // no count: cannot move, closed with 1012
+    ///         Some(serde_json::json!({ "count": count.0.load(Ordering::Relaxed) }))
+    ///     }
+    ///     fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError> {
+    ///         let count = event.carried["count"]
+    ///             .as_u64()
+    ///             .ok_or_else(|| HandlerError::msg("no count carried"))?;
+    ///         event.insert(Count(Arc::new(AtomicU64::new(count))));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn carry(&self, conn: &Conn) -> Option<serde_json::Value> {
+        let _ = conn;
+        Some(serde_json::Value::Null)
+    }
+
+    /// In the successor, for a connection that moved: rebuilds what
+    /// [`carry`](Handler::carry) returned (`event.carried`), attaching connection data with
+    /// [`ResumeEvent::insert`]. Runs before the connection is registered and driven on
+    /// (nothing is sent to it before), instead of `on_open`; synchronous, so keep it to
+    /// decoding (no I/O). An error closes the connection with 1012 and the error as reason
+    /// (its client reconnects); `on_close` then runs as for any connection. Default: `Ok`.
+    fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError> {
+        let _ = event;
+        Ok(())
+    }
+}
+
+/// A connection arriving from a predecessor process in a live handover, given to
+/// [`Handler::resume`]: what is known of it, what its handler carried, and the connection
+/// data it will have (the [`UserId`](crate::UserId) already, when it has a user).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ResumeEvent {
+    /// Its id (the same as in the old process).
+    pub id: crate::ConnId,
+    /// The request path.
+    pub path: String,
+    /// Its user, when the handshake set one.
+    pub user: Option<String>,
+    /// The subprotocol agreed at the handshake.
+    pub protocol: Option<String>,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// What [`Handler::carry`] returned in the old process.
+    pub carried: serde_json::Value,
+    pub(crate) data: http::Extensions,
+}
+
+impl ResumeEvent {
+    /// Attaches connection data, as handshake middleware does
+    /// (`request.extensions_mut().insert(…)`): the connection's [`Conn::get`] finds it.
+    /// Returns the value of that type attached before, if any.
+    pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
+        self.data.insert(value)
+    }
+
+    /// Connection data attached so far.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.data.get::<T>()
     }
 }
 
@@ -138,6 +234,8 @@ pub(crate) trait DynHandler: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
     fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()>;
     fn movable(&self) -> bool;
+    fn carry(&self, conn: &Conn) -> Option<serde_json::Value>;
+    fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError>;
 }
 
 impl<H: Handler> DynHandler for H {
@@ -163,6 +261,14 @@ impl<H: Handler> DynHandler for H {
 
     fn movable(&self) -> bool {
         Handler::movable(self)
+    }
+
+    fn carry(&self, conn: &Conn) -> Option<serde_json::Value> {
+        Handler::carry(self, conn)
+    }
+
+    fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError> {
+        Handler::resume(self, event)
     }
 }
 

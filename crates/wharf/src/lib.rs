@@ -87,7 +87,7 @@ pub use confirm::{Confirm, Receipt};
 pub use conn::{Conn, ConnId, ConnInfo, OpenRequest, ParseConnIdError, UserId};
 pub use error::{Error, HandlerError, SendError};
 pub use error_handler::{DefaultErrorHandler, ErrorHandler};
-pub use handler::{CloseEvent, Echo, Handler, Initiator};
+pub use handler::{CloseEvent, Echo, Handler, Initiator, ResumeEvent};
 pub use message::Message;
 pub use metrics::MetricsSnapshot;
 pub use middleware::{BoxError, HandshakeRequest, PeerAddr, RouteParams};

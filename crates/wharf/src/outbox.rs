@@ -31,6 +31,8 @@ struct State {
     close: Option<(CloseCode, String)>,
     closed: bool,
     overflow: bool,
+    /// The server is shutting down (or handing over); not yet seen by the driver.
+    stop: bool,
     /// The connection's own compressor, with context takeover (made at first use).
     deflater: Option<Box<Deflater>>,
 }
@@ -52,6 +54,8 @@ pub(crate) enum Drained {
     Close(CloseCode, String),
     /// The queue overflowed: close as a slow consumer.
     Overflow,
+    /// The server is stopping: drain, close or park (reported once).
+    Stop,
 }
 
 impl Outbox {
@@ -155,6 +159,23 @@ impl Outbox {
         true
     }
 
+    /// Tells the driver that the server is stopping (it drains, closes or parks the
+    /// connection). The shutdown reaches every driver this way, through the lock its own
+    /// queue takes anyway, rather than through a channel each driver would poll on every
+    /// wake-up.
+    pub(crate) fn stop(&self) {
+        let mut state = self.lock();
+        state.stop = true;
+        wake(&mut state);
+    }
+
+    /// Forgets the driver's waker while the driver itself runs its handler: a push made
+    /// meanwhile need not wake the task that will drain the queue right after anyway (the
+    /// driver polls the queue, and registers again, before it sleeps).
+    pub(crate) fn quiet(&self) {
+        self.lock().waker = None;
+    }
+
     /// Marks the connection closed (later pushes fail with [`PushError::Closed`]) and returns
     /// what was still queued, so the driver can write it before its close frame.
     pub(crate) fn close_and_take(&self) -> Vec<u8> {
@@ -177,6 +198,9 @@ impl Outbox {
         if state.overflow {
             return Some(Drained::Overflow);
         }
+        if std::mem::take(&mut state.stop) {
+            return Some(Drained::Stop);
+        }
         if let Some((code, reason)) = state.close.take() {
             state.closed = true;
             return Some(Drained::Close(code, reason));
@@ -190,6 +214,9 @@ impl Outbox {
         let mut state = self.lock();
         if state.overflow {
             return Drained::Overflow;
+        }
+        if std::mem::take(&mut state.stop) {
+            return Drained::Stop;
         }
         if !state.buf.is_empty() {
             std::mem::swap(&mut state.buf, out);
@@ -260,5 +287,66 @@ mod tests {
             outbox.drain_into(&mut Vec::new(), &mut cx),
             Drained::Overflow
         ));
+    }
+
+    /// Counts its wake-ups.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_stop_wakes_the_driver_and_is_reported_once_before_the_bytes() {
+        let outbox = Outbox::new(1024, None);
+        let counter = std::sync::Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Empty
+        ));
+        outbox.push_frame(OpCode::Text, b"hi").expect("queued");
+        outbox.stop();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Stop
+        ));
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Bytes
+        ));
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn a_quiet_outbox_queues_without_waking_until_the_driver_registers_again() {
+        let outbox = Outbox::new(1024, None);
+        let counter = std::sync::Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            outbox.drain_into(&mut Vec::new(), &mut cx),
+            Drained::Empty
+        ));
+        outbox.quiet();
+        outbox.push_frame(OpCode::Text, b"reply").expect("queued");
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let mut out = Vec::new();
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Bytes
+        ));
+        out.clear();
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Empty
+        ));
+        outbox.push_frame(OpCode::Text, b"push").expect("queued");
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -54,6 +54,32 @@ impl TokenBucket {
         }
     }
 
+    /// A bucket holding `tokens` (at most `burst`) as of `now`: one carried over from
+    /// another process, say, with [`tokens`](TokenBucket::tokens).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use wharf::rate_limit::TokenBucket;
+    /// let now = Instant::now();
+    /// let mut spent = TokenBucket::new(10, 5, now);
+    /// while spent.take() {}
+    /// let mut again = TokenBucket::with_tokens(10, 5, spent.tokens(), now);
+    /// assert!(!again.take(), "still spent");
+    /// assert_eq!(TokenBucket::with_tokens(10, 5, 99.0, now).tokens(), 5.0);
+    /// ```
+    pub fn with_tokens(rate: u32, burst: u32, tokens: f64, now: Instant) -> TokenBucket {
+        let mut bucket = TokenBucket::new(rate, burst, now);
+        if tokens.is_finite() {
+            bucket.tokens = tokens.clamp(0.0, bucket.burst);
+        }
+        bucket
+    }
+
+    /// The tokens it holds as of its last [`refill`](TokenBucket::refill).
+    pub fn tokens(&self) -> f64 {
+        self.tokens
+    }
+
     /// Adds the tokens earned since the last refill. Called once per batch of decoded frames
     /// rather than per frame: a batch arrived at one instant.
     pub fn refill(&mut self, now: Instant) {

@@ -490,6 +490,14 @@ impl Sender {
         }
     }
 
+    /// Puts a moved connection back in history room `room` marked recovering, with no
+    /// presence event; [`HistoryHub::resume_member`] then sends what it missed.
+    pub(crate) fn rejoin_recovering(&self, conn: &Conn, room: &str) -> bool {
+        let joined = self.history_hub().rejoin_recovering(conn, room);
+        self.mark_dirty();
+        joined
+    }
+
     /// Puts a moved connection back in `room`, with no presence event: to the room's
     /// other members it never left.
     pub(crate) fn rejoin(&self, conn: &Conn, room: &str) {

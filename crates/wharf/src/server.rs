@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -246,6 +246,7 @@ impl ServerBuilder {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (accept_tx, _) = watch::channel(false);
         let stop = Arc::new(OnceLock::new());
+        let stopping = Arc::new(AtomicBool::new(false));
         let mover = Arc::new(Mover::default());
         let tasks = Arc::new(TaskCounter::default());
         let started = Instant::now();
@@ -281,6 +282,7 @@ impl ServerBuilder {
                         drain: self.config.drain.clone(),
                         handover_reason: self.config.handover.reason.clone(),
                         stop: stop.clone(),
+                        stopping: stopping.clone(),
                     }),
                     compression: server.compression.clone(),
                     sender: self.sender.clone(),
@@ -336,6 +338,7 @@ impl ServerBuilder {
             services,
             upgrader,
             stop,
+            stopping,
             drain_timeout: self.config.drain_timeout,
             sender: self.sender,
             shutdown_tx,
@@ -450,8 +453,10 @@ pub struct BoundServer {
     stop: Arc<OnceLock<Stop>>,
     drain_timeout: Duration,
     sender: Sender,
-    /// Tells the connections to close (or park, after a handover).
+    /// Tells the handshakes in progress to refuse.
     shutdown_tx: watch::Sender<bool>,
+    /// Set when the connections are told to close (or park, after a handover).
+    stopping: Arc<AtomicBool>,
     /// Tells the listeners to stop accepting.
     accept_tx: watch::Sender<bool>,
     tasks: Arc<TaskCounter>,
@@ -605,6 +610,7 @@ impl BoundServer {
             .await;
         }
         self.shutdown_tx.send_replace(true);
+        announce_stop(&self.stopping, &self.services, &self.sender);
         if moving {
             let parked = self
                 .services
@@ -614,7 +620,16 @@ impl BoundServer {
                 Some(mover) => mover.collect(PARK_WAIT).await,
                 None => Vec::new(),
             };
-            match self.upgrader.send_connections(conns).await {
+            // After the connections parked (their positions are read): from here this
+            // process's in-memory history refuses appends, and the successor continues it.
+            let history = self.sender.history_state().hand_over_memory();
+            if !history.is_empty() {
+                info!(
+                    parts = history.len(),
+                    "handing the in-memory history to the successor"
+                );
+            }
+            match self.upgrader.send_connections(conns, history).await {
                 Ok(moved) => info!(moved, "open connections handed to the successor"),
                 Err(e) => {
                     warn!(error = %e, "open connections could not be handed over; they are lost")
@@ -852,8 +867,7 @@ where
         deflate.as_ref(),
     )
     .movable(movable);
-    let shutdown = shared.shutdown.clone();
-    driver.run(leftover, Some(request), shutdown, move |conn, ended| {
+    driver.run(leftover, Some(request), move |conn, ended| {
         ended_as(&shared, conn, ended);
         drop(slot);
         drop(admission);
@@ -874,6 +888,17 @@ fn ended_as<S: Transport>(shared: &ServerShared, conn: &Conn, ended: Ended<S>) {
             debug!(conn = %conn.id(), "connection parked for the successor");
             shared.mover.park(conn, parked);
         }
+    }
+}
+
+/// Tells every connection of `services` to close (or park, after a handover): the flag
+/// first, for a connection registered but not yet driven (its driver reads it when it
+/// starts), then each registered connection's outbox.
+fn announce_stop(stopping: &AtomicBool, services: &[(String, Arc<ServerShared>)], sender: &Sender) {
+    stopping.store(true, Ordering::SeqCst);
+    let ours = |conn: &Conn| services.iter().any(|(name, _)| name == conn.server());
+    for conn in sender.registry().snapshot(ours) {
+        conn.0.outbox.stop();
     }
 }
 
@@ -963,7 +988,8 @@ mod tests {
             task <= plain + 256,
             "task {task} bytes vs plain connection {plain}"
         );
-        // Every idle connection pays this (1,608 bytes in a test build on Rust 1.95). A
+        // Every idle connection pays this (1,632 bytes in a test build on Rust 1.95, 1,624
+        // before the handover's carried state, boxed in `End::Move`). A
         // local kept beside the driver's future once cost 424 more, and the driver's
         // arguments stored twice (an `async fn` and a wrapping future) 1,392 more
         // (docs/decisions.md).

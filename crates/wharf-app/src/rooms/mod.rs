@@ -15,6 +15,11 @@
 //!
 //! Layout: [`command`] reads a frame, [`ops`] does it, [`grants`] decides what a token may
 //! do, [`session`] checks the subprotocol at the handshake and keeps the publish rate.
+//!
+//! Its plain-TCP connections move, open, in a live handover (`wharf upgrade`): the handler
+//! [carries](wharf::Handler::carry) the session (the publish bucket's level) and the token's
+//! claims, and the library moves the subscriptions with the position each had reached, so
+//! that a subscriber misses no publication and gets none twice (docs/operations.md).
 
 pub mod command;
 pub mod grants;
@@ -22,7 +27,7 @@ mod ops;
 pub mod session;
 
 use serde_json::{Value, json};
-use wharf::{CloseCode, Conn, Handler, HandlerError, Message, Route};
+use wharf::{CloseCode, Conn, Handler, HandlerError, Message, ResumeEvent, Route};
 
 use crate::api::error::ApiError;
 use crate::config::RoomsProtocolConfig;
@@ -87,6 +92,39 @@ impl Handler for Rooms {
             },
         };
         conn.send(reply.to_string())?;
+        Ok(())
+    }
+
+    /// Everything a connection holds is carried (below) or kept by the library.
+    fn movable(&self) -> bool {
+        true
+    }
+
+    /// The session and the claims; a connection without a session (not set up by
+    /// [`Rooms::route`]'s layer) cannot move.
+    fn carry(&self, conn: &Conn) -> Option<Value> {
+        let carried = session::Carried {
+            v: session::CARRIED_VERSION,
+            session: conn.get::<session::Session>()?.carry(),
+            claims: conn.get::<crate::tokens::Claims>().cloned(),
+        };
+        serde_json::to_value(carried).ok()
+    }
+
+    /// Rebuilds the session under this process's `[rooms_protocol]` and attaches the claims.
+    fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError> {
+        let carried: session::Carried = serde_json::from_value(event.carried.take())?;
+        if carried.v != session::CARRIED_VERSION {
+            return Err(HandlerError::msg(format!(
+                "rooms state v{} is not v{}",
+                carried.v,
+                session::CARRIED_VERSION
+            )));
+        }
+        event.insert(session::Session::resume(&self.config, &carried.session));
+        if let Some(claims) = carried.claims {
+            event.insert(claims);
+        }
         Ok(())
     }
 }

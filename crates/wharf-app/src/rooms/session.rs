@@ -1,9 +1,13 @@
 //! What the rooms protocol keeps per connection, set up at the handshake: the check that the
-//! client speaks `wharf.rooms.v1`, and its publish rate limit.
+//! client speaks `wharf.rooms.v1`, and its publish rate limit. In a live handover the
+//! [`Carried`] state moves with the connection (the bucket's level, the token's claims) and
+//! is rebuilt in the successor; its rooms and positions move with the connection itself.
 
 use std::future::{Ready, ready};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 use wharf::http::StatusCode;
 use wharf::http::header::SEC_WEBSOCKET_PROTOCOL;
@@ -56,6 +60,71 @@ impl Session {
     }
 }
 
+impl Session {
+    /// What moves with the connection: the publish bucket's level, refilled to now.
+    pub fn carry(&self) -> SessionState {
+        let publish_tokens = self.publishes.as_ref().map(|bucket| {
+            let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            bucket.refill(Instant::now());
+            bucket.tokens()
+        });
+        SessionState {
+            publish_tokens,
+            at_ms: now_ms(),
+        }
+    }
+
+    /// The session of a connection that moved, under this process's `config`: the bucket
+    /// as it was carried, plus what it earned while the connection was in transit (a limit
+    /// that was off there starts full here).
+    pub fn resume(config: &RoomsProtocolConfig, state: &SessionState) -> Session {
+        let mut session = Session::new(config);
+        if let (true, Some(tokens)) = (session.publishes.is_some(), state.publish_tokens) {
+            let in_transit = Duration::from_millis(now_ms().saturating_sub(state.at_ms));
+            let earned = in_transit.as_secs_f64() * f64::from(config.publish_rate);
+            let burst = config.publish_burst.max(1);
+            let resumed = TokenBucket::with_tokens(
+                config.publish_rate,
+                burst,
+                tokens + earned,
+                Instant::now(),
+            );
+            session.publishes = Some(Arc::new(Mutex::new(resumed)));
+        }
+        session
+    }
+}
+
+/// A [`Session`] as it crosses a live handover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The publish bucket's tokens; `None` when the limit was off.
+    pub publish_tokens: Option<f64>,
+    /// When they were counted, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What a rooms connection carries through a live handover
+/// ([`wharf::Handler::carry`]): its session and the verified token's claims (its grants).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The format of this state; a successor refuses (closes with 1012) one it does not know.
+    pub v: u32,
+    /// The publish rate limit.
+    pub session: SessionState,
+    /// The token's claims, when auth is on.
+    pub claims: Option<crate::tokens::Claims>,
+}
+
+/// The [`Carried`] format this build writes and reads.
+pub const CARRIED_VERSION: u32 = 1;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Refuses a handshake that does not offer `wharf.rooms.v1` (400 `protocol_required`) and
 /// gives the others their [`Session`].
 pub fn check(
@@ -92,4 +161,58 @@ pub fn layer(
 > {
     let config = Arc::new(config);
     wharf::middleware::from_fn(move |request| ready(check(request, &config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rate: u32, burst: u32) -> RoomsProtocolConfig {
+        RoomsProtocolConfig {
+            publish_rate: rate,
+            publish_burst: burst,
+            ..RoomsProtocolConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_spent_bucket_stays_spent_across_a_handover() {
+        let config = config(1, 3);
+        let session = Session::new(&config);
+        for _ in 0..3 {
+            session.take_publish(&config).expect("within the burst");
+        }
+        assert!(session.take_publish(&config).is_err());
+        let state = session.carry();
+        let json = serde_json::to_value(&state).expect("serialise");
+        let state: SessionState = serde_json::from_value(json).expect("parse");
+        let resumed = Session::resume(&config, &state);
+        assert!(
+            resumed.take_publish(&config).is_err(),
+            "the level moved, not a fresh burst"
+        );
+    }
+
+    #[test]
+    fn time_in_transit_refills_and_an_off_limit_starts_full() {
+        let config = config(10, 5);
+        let state = SessionState {
+            publish_tokens: Some(0.0),
+            at_ms: now_ms() - 1_000,
+        };
+        let resumed = Session::resume(&config, &state);
+        for _ in 0..5 {
+            resumed
+                .take_publish(&config)
+                .expect("refilled over the second in transit");
+        }
+        let off = SessionState {
+            publish_tokens: None,
+            at_ms: now_ms(),
+        };
+        let resumed = Session::resume(&config, &off);
+        for _ in 0..5 {
+            resumed.take_publish(&config).expect("a full burst");
+        }
+    }
 }

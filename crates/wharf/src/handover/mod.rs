@@ -43,12 +43,16 @@
 //! # }
 //! ```
 //!
-//! What moves: listening sockets, the node id, the connection sequence, and every open
-//! plain-TCP connection of a [movable](crate::Handler::movable) handler without compression
-//! (same id, rooms, user; bytes in flight either way), which the successor
-//! [resumes](crate::BoundServer::resume) before it serves. The other connections (TLS,
-//! compressed, other handlers) are closed by the old process with 1012, spread over
-//! `[drain] spread`.
+//! What moves: listening sockets, the node id, the connection sequence, the default
+//! in-memory history (epochs and offsets continue; the old process refuses appends from
+//! then on), and every open plain-TCP connection of a [movable](crate::Handler::movable)
+//! handler without compression (same id, rooms, user; in each history room the position it
+//! had reached; what its handler [carried](crate::Handler::carry); bytes in flight either
+//! way), which the successor [resumes](crate::BoundServer::resume) before it serves: the
+//! handler [rebuilds](crate::Handler::resume) its state, and each history room sends the
+//! connection what it missed after its position. The other connections (TLS, compressed,
+//! other handlers, a `carry` that says `None`) are closed by the old process with 1012,
+//! spread over `[drain] spread`.
 
 mod channel;
 mod error;
@@ -62,6 +66,7 @@ pub use moving::Arrivals;
 pub(crate) use moving::{MovableGuard, Mover, Parked, Transport, now_ms};
 pub use predecessor::Upgrader;
 pub use successor::Inherited;
+pub(crate) use wire::hex::{decode as hex_decode, encode as hex_encode};
 
 /// The environment variable that names the handover socket in a successor's environment.
 pub const HANDOVER_ENV: &str = "WHARF_HANDOVER";

@@ -4,7 +4,8 @@
 //! them on, with no `on_open` and no close frame.
 //!
 //! What moves: plain-TCP connections whose handler says it is [movable](crate::Handler::movable)
-//! and that negotiated no compression. The rest are closed with 1012 by the old process.
+//! and [carries](crate::Handler::carry) their state, and that negotiated no compression. The
+//! rest are closed with 1012 by the old process.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use super::wire::MovedConn;
+use super::wire::{MovedConn, MovedRoom};
 use crate::conn::Conn;
 
 /// A stream a connection runs over, and whether it can be handed to another process.
@@ -48,6 +49,8 @@ pub(crate) struct Parked<S> {
     pub(crate) read: Vec<u8>,
     /// Bytes the driver had taken from the outbox and not written yet.
     pub(crate) unwritten: Vec<u8>,
+    /// What its handler carried ([`Handler::carry`](crate::Handler::carry)).
+    pub(crate) state: serde_json::Value,
     /// Released once the parked connection is collected.
     pub(crate) guard: Option<MovableGuard>,
 }
@@ -99,6 +102,7 @@ impl Mover {
             stream,
             read,
             unwritten,
+            state,
             guard,
         } = parked;
         if let Some(fd) = stream.into_fd() {
@@ -117,6 +121,7 @@ impl Mover {
                 opened_at_ms,
                 user: conn.user().map(str::to_owned),
                 rooms: Vec::new(),
+                state,
                 read,
                 write: unwritten,
                 parked_at_ms: now_ms(),
@@ -128,7 +133,13 @@ impl Mover {
 
     /// Waits (at most `wait`) until every movable connection has parked or chosen to close,
     /// then returns the parked ones with what was queued to them since: nothing is pushed to
-    /// them any more (their outboxes are closed here), and their rooms as they are now.
+    /// them any more (their outboxes are closed here), and their rooms as they are now, with
+    /// the position each history room's sequencer had reached for it.
+    ///
+    /// Ordering: each history room's sequencer stops delivering to the connection (under
+    /// its lock, reading the position) *before* its outbox closes, so every publication up
+    /// to that position is in the bytes taken and none after it: the successor recovers it
+    /// from exactly there.
     pub(crate) async fn collect(&self, wait: Duration) -> Vec<(MovedConn, OwnedFd)> {
         let all_decided = async {
             loop {
@@ -144,8 +155,21 @@ impl Mover {
         parked
             .into_iter()
             .map(|(conn, mut moved, fd)| {
+                let sender = conn.sender();
+                let hub = sender.history_hub();
+                moved.rooms = conn
+                    .rooms()
+                    .into_iter()
+                    .map(|name| {
+                        let covered = sender.history_state().covers(&name);
+                        let position = covered.then(|| hub.park_member(&name, conn.id()));
+                        MovedRoom {
+                            position: position.flatten(),
+                            name,
+                        }
+                    })
+                    .collect();
                 moved.write.extend(conn.0.outbox.close_and_take());
-                moved.rooms = conn.rooms();
                 (moved, fd)
             })
             .collect()
@@ -165,10 +189,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The connections a successor received, to give to
-/// [`BoundServer::resume`](crate::BoundServer::resume).
+/// The connections a successor received (and the predecessor's in-memory history), to give
+/// to [`BoundServer::resume`](crate::BoundServer::resume).
 #[derive(Debug, Default)]
-pub struct Arrivals(pub(crate) Vec<(MovedConn, OwnedFd)>);
+pub struct Arrivals(
+    pub(crate) Vec<(MovedConn, OwnedFd)>,
+    pub(crate) Vec<crate::history::RoomSnapshot>,
+);
 
 impl Arrivals {
     /// How many connections arrived.

@@ -13,9 +13,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::channel::{Channel, ChannelError, MAX_FDS};
-use super::wire::{FrameError, Message, MovedConn, SocketEntry, SocketKind};
+use super::wire::{BATCH_BYTES, FrameError, Message, MovedConn, SocketEntry, SocketKind};
 use super::{HANDOVER_ENV, HandoverError, SEQ_GAP};
 use crate::Sender;
+use crate::history::RoomSnapshot;
 
 /// How often a successor that has not connected yet is checked for having exited.
 const POLL: Duration = Duration::from_millis(20);
@@ -140,11 +141,12 @@ impl Upgrader {
         }
     }
 
-    /// Sends the parked connections to the successor, then `Done`. Called once, by
-    /// `serve_until`, after the handover committed.
+    /// Sends the in-memory history (if any), then the parked connections to the successor,
+    /// then `Done`. Called once, by `serve_until`, after the handover committed.
     pub(crate) async fn send_connections(
         &self,
         conns: Vec<(MovedConn, OwnedFd)>,
+        history: Vec<RoomSnapshot>,
     ) -> Result<usize, HandoverError> {
         let channel = self
             .0
@@ -160,25 +162,24 @@ impl Upgrader {
         let counters = self.0.sender.clone();
         let timeout = self.0.timeout;
         tokio::task::spawn_blocking(move || {
-            channel
-                .set_timeout(timeout)
-                .map_err(|e| HandoverError::Io(e.to_string()))?;
+            let failed = |e: std::io::Error| HandoverError::Io(format!("sending connections: {e}"));
+            channel.set_timeout(timeout).map_err(failed)?;
+            for rooms in batches(history, usize::MAX, RoomSnapshot::weight) {
+                channel
+                    .send(&Message::History { rooms }, &[])
+                    .map_err(failed)?;
+            }
             let mut sent = 0;
-            let mut conns = conns;
-            while !conns.is_empty() {
-                let rest = conns.split_off(conns.len().min(MAX_FDS));
-                let batch = std::mem::replace(&mut conns, rest);
+            for batch in batches(conns, MAX_FDS, |(conn, _)| conn.weight()) {
                 let (states, fds): (Vec<MovedConn>, Vec<OwnedFd>) = batch.into_iter().unzip();
                 let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
                 channel
                     .send(&Message::Connections { conns: states }, &borrowed)
-                    .map_err(|e| HandoverError::Io(format!("sending connections: {e}")))?;
+                    .map_err(failed)?;
                 sent += fds.len();
                 counters.counters().handover_moved(fds.len());
             }
-            channel
-                .send(&Message::Done, &[])
-                .map_err(|e| HandoverError::Io(format!("sending connections: {e}")))?;
+            channel.send(&Message::Done, &[]).map_err(failed)?;
             Ok(sent)
         })
         .await
@@ -236,6 +237,27 @@ struct Offer {
     node: u16,
     next_seq: u64,
     sockets: Vec<(SocketEntry, OwnedFd)>,
+}
+
+/// `items` in order, in batches of at most `count` items and about [`BATCH_BYTES`] (an item
+/// heavier than that goes alone).
+fn batches<T>(items: Vec<T>, count: usize, weight: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let w = weight(&item);
+        if !batch.is_empty() && (batch.len() >= count || bytes + w > BATCH_BYTES) {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += w;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
 }
 
 /// The socket file, removed however the handover ends.
@@ -399,5 +421,31 @@ fn exited(pid: u32, status: std::process::ExitStatus) -> HandoverError {
     HandoverError::Exited {
         pid,
         status: status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_the_order_and_the_bounds() {
+        let items: Vec<usize> = (0..10).collect();
+        assert_eq!(
+            batches(items.clone(), 4, |_| 1),
+            vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+        );
+        let heavy = batches(items, 100, |i| {
+            if *i == 3 {
+                BATCH_BYTES * 2
+            } else {
+                BATCH_BYTES / 3
+            }
+        });
+        assert_eq!(
+            heavy,
+            vec![vec![0, 1, 2], vec![3], vec![4, 5, 6], vec![7, 8, 9]]
+        );
+        assert!(batches(Vec::<u8>::new(), 4, |_| 1).is_empty());
     }
 }

@@ -144,8 +144,10 @@ impl Inherited {
         // Committed: from here the listening sockets are ours whatever happens; connections
         // that do not arrive are lost (their sockets close with the predecessor).
         let mut arrivals = Vec::new();
+        let mut history = Vec::new();
         loop {
             match self.channel.recv().map_err(from_channel)? {
+                (Message::History { rooms }, _) => history.extend(rooms),
                 (Message::Connections { conns }, fds) if fds.len() == conns.len() => {
                     arrivals.extend(conns.into_iter().zip(fds));
                 }
@@ -159,9 +161,10 @@ impl Inherited {
         }
         info!(
             connections = arrivals.len(),
+            history_rooms = history.len(),
             "received the predecessor's open connections"
         );
-        Ok(Arrivals(arrivals))
+        Ok(Arrivals(arrivals, history))
     }
 
     /// Refuses the handover (this process cannot serve), telling the predecessor why.

@@ -16,9 +16,13 @@
 //! old → new  Sockets { node, next_seq, sockets }      + one fd per socket (SCM_RIGHTS)
 //! new → old  Ready                                   (config loaded, servers bound, healthy)
 //! old → new  Go                                      (the old one stops accepting)
+//! old → new  History { rooms }                       (the in-memory history, repeated; v3)
 //! old → new  Connections { conns }                   + one fd per connection (repeated)
 //! old → new  Done                                    (the successor may serve)
 //! ```
+//!
+//! Byte strings (a partial frame header, queued bytes, binary publications) travel as
+//! lowercase hex strings, half the size of JSON arrays of numbers.
 //!
 //! Either side may send `Refused { reason }` instead of its next message and hang up.
 
@@ -27,11 +31,20 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every frame.
 pub(crate) const MAGIC: [u8; 8] = *b"WHARF-HO";
 /// The format this build speaks. Bump it when a message changes incompatibly.
-pub(crate) const VERSION: u16 = 2;
+///
+/// - v2: listening sockets and open connections.
+/// - v3: a connection's history positions per room and its handler's carried state
+///   ([`Handler::carry`](crate::Handler::carry)), the in-memory history (`History`), bytes
+///   as hex.
+pub(crate) const VERSION: u16 = 3;
 /// Magic, version and length.
 pub(crate) const HEAD_LEN: usize = 14;
-/// The largest JSON body accepted: far above any real message, far below a memory problem.
-pub(crate) const MAX_BODY: usize = 1 << 20;
+/// The largest JSON body accepted: above one publication or one connection's queue at the
+/// largest limits (16 MiB, as hex), far below a memory problem. Senders batch below
+/// [`BATCH_BYTES`].
+pub(crate) const MAX_BODY: usize = 64 << 20;
+/// What a sender puts in one frame of connections or history before starting the next.
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
 
 /// One message of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +72,13 @@ pub(crate) enum Message {
     Connections {
         /// Each connection's state.
         conns: Vec<MovedConn>,
+    },
+    /// Rooms of the old process's in-memory history store (repeated as needed; a room may
+    /// come in several parts, in order), sent before the connections: the successor's
+    /// positions continue them.
+    History {
+        /// Each room's epoch, top and kept publications.
+        rooms: Vec<crate::history::RoomSnapshot>,
     },
     /// No more connections: the successor serves from now on.
     Done,
@@ -90,14 +110,80 @@ pub(crate) struct MovedConn {
     /// Its user, when the handshake set one.
     pub(crate) user: Option<String>,
     /// The rooms it is in, in the order it joined them.
-    pub(crate) rooms: Vec<String>,
+    pub(crate) rooms: Vec<MovedRoom>,
+    /// What its handler carried ([`Handler::carry`](crate::Handler::carry)), for
+    /// [`Handler::resume`](crate::Handler::resume).
+    pub(crate) state: serde_json::Value,
     /// The bytes of a frame header read but not yet complete.
+    #[serde(with = "hex")]
     pub(crate) read: Vec<u8>,
     /// The bytes queued or partly written to the client, to write first.
+    #[serde(with = "hex")]
     pub(crate) write: Vec<u8>,
     /// When the old process stopped serving it (milliseconds since the Unix epoch): the
     /// successor reports the pause each connection saw.
     pub(crate) parked_at_ms: u64,
+}
+
+impl MovedConn {
+    /// About how many bytes it takes in a frame (for batching).
+    pub(crate) fn weight(&self) -> usize {
+        512 + 2 * (self.read.len() + self.write.len())
+            + self.rooms.iter().map(|r| r.name.len() + 48).sum::<usize>()
+            + self.state.to_string().len()
+    }
+}
+
+/// A room a moved connection is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MovedRoom {
+    /// The room's name.
+    pub(crate) name: String,
+    /// In a history room, the position of the last publication queued to it (everything
+    /// up to it is in `write` or was written; nothing after it is): the successor recovers
+    /// it from there. `None`: a room without history, or one whose position was unknown
+    /// (joined live from the top again).
+    pub(crate) position: Option<crate::history::Position>,
+}
+
+/// Byte strings as lowercase hex.
+pub(crate) mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `bytes` as hex.
+    pub(crate) fn encode(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            text.push(DIGITS[usize::from(b >> 4)] as char);
+            text.push(DIGITS[usize::from(b & 15)] as char);
+        }
+        text
+    }
+
+    /// Hex as bytes; `None` when it is not an even number of hex digits.
+    pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let text = text.as_bytes();
+        if text.len() % 2 != 0 {
+            return None;
+        }
+        text.chunks_exact(2)
+            .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+            .collect()
+    }
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        decode(&text).ok_or_else(|| serde::de::Error::custom("not a hex byte string"))
+    }
 }
 
 /// One listening socket handed over.
@@ -201,7 +287,7 @@ mod tests {
         assert!(
             FrameError::Version(1)
                 .to_string()
-                .contains("v1, this process v2"),
+                .contains("v1, this process v3"),
             "{}",
             FrameError::Version(1)
         );
@@ -220,5 +306,44 @@ mod tests {
         assert!(decode_body(b"{\"type\":\"launch\"}").is_err());
         assert!(decode_body(b"\xff\xfe").is_err());
         assert!(decode_body(b"{\"type\":\"hello\",\"pid\":1,\"extra\":2}").is_err());
+    }
+
+    #[test]
+    fn a_moved_connection_round_trips_with_its_positions_state_and_bytes() {
+        let moved = MovedConn {
+            id: 7,
+            server: "ws".into(),
+            route: "/rooms".into(),
+            path: "/rooms".into(),
+            peer: "127.0.0.1:9".parse().expect("addr"),
+            protocol: Some("wharf.rooms.v1".into()),
+            opened_at_ms: 1,
+            user: Some("42".into()),
+            rooms: vec![
+                MovedRoom {
+                    name: "news".into(),
+                    position: Some(crate::history::Position::new("e1", 17)),
+                },
+                MovedRoom {
+                    name: "plain".into(),
+                    position: None,
+                },
+            ],
+            state: serde_json::json!({"tokens": 2.5}),
+            read: vec![0x81],
+            write: vec![0, 1, 0xfe, 0xff],
+            parked_at_ms: 2,
+        };
+        let message = Message::Connections {
+            conns: vec![moved.clone()],
+        };
+        let frame = encode(&message);
+        let body = String::from_utf8_lossy(&frame[HEAD_LEN..]).into_owned();
+        assert!(body.contains("\"write\":\"0001feff\""), "{body}");
+        assert_eq!(decode_body(&frame[HEAD_LEN..]), Ok(message));
+        assert!(moved.weight() > 512);
+        assert_eq!(hex::decode("0g"), None);
+        assert_eq!(hex::decode("abc"), None);
+        assert_eq!(hex::decode(""), Some(Vec::new()));
     }
 }

@@ -88,6 +88,9 @@ pub struct Published {
 pub(crate) struct HistoryState {
     config: HistoryConfig,
     store: OnceLock<Arc<dyn HistoryStore>>,
+    /// The store when none was given: one node's memory, kept typed so that a live
+    /// handover carries it to the successor.
+    memory: OnceLock<Arc<MemoryHistory>>,
     envelope: OnceLock<Envelope>,
     rooms: Named<Arc<Mutex<RoomSeq>>>,
     /// Per room, the latest publication this node stored whose broadcast the backplane
@@ -102,6 +105,7 @@ impl HistoryState {
         HistoryState {
             config,
             store: OnceLock::new(),
+            memory: OnceLock::new(),
             envelope: OnceLock::new(),
             rooms: Named::new(),
             unsent: Mutex::default(),
@@ -136,7 +140,29 @@ impl HistoryState {
 
     pub(super) fn store(&self) -> &Arc<dyn HistoryStore> {
         // One node with no store given: memory (bind refuses a cluster without one).
-        self.store.get_or_init(|| Arc::new(MemoryHistory::new()))
+        self.store.get_or_init(|| {
+            let memory = self.memory.get_or_init(|| Arc::new(MemoryHistory::new()));
+            memory.clone()
+        })
+    }
+
+    /// For a live handover, in the old process once its moved connections are parked: the
+    /// default in-memory store's rooms, after which it refuses appends. Empty with a store
+    /// that was given (a shared one outlives the process) or when none was used.
+    pub(crate) fn hand_over_memory(&self) -> Vec<super::RoomSnapshot> {
+        match self.memory.get() {
+            Some(memory) => memory.hand_over(),
+            None => Vec::new(),
+        }
+    }
+
+    /// In the successor, before it resumes the moved connections: takes the predecessor's
+    /// in-memory rooms into its own default store. `None` (and nothing taken) when this
+    /// process was given a store of its own.
+    pub(crate) fn restore_memory(&self, parts: Vec<super::RoomSnapshot>) -> Option<usize> {
+        self.store();
+        let memory = self.memory.get()?;
+        Some(memory.restore(parts))
     }
 
     pub(super) fn envelope(&self) -> &Envelope {
@@ -347,6 +373,18 @@ impl HistoryHub {
             }
             return Ok(joined);
         }
+    }
+
+    /// `conn` moves to a successor process: `room`'s sequencer delivers nothing more to it,
+    /// and the answer is the position of the last publication it was queued (see
+    /// `RoomSeq::park`); `None` when unknown.
+    pub(crate) fn park_member(&self, room: &str, conn: ConnId) -> Option<Position> {
+        let seq = self.state().seq(room)?;
+        let mut guard = lock(&seq);
+        if guard.dead {
+            return None;
+        }
+        guard.park(conn)
     }
 
     /// `conn` left history room `room` (or closed): forget it, and drop the sequencer once

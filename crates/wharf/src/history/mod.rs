@@ -46,6 +46,7 @@ use crate::cluster::BoxFuture;
 pub(crate) use hub::HistoryState;
 pub use hub::{HistoryHub, PublishOptions, Published, RoomError};
 pub use memory::MemoryHistory;
+pub(crate) use memory::RoomSnapshot;
 pub use position::{ParsePositionError, Position};
 pub use recovery::Recovery;
 

@@ -47,7 +47,7 @@ impl HistoryHub {
     /// `since`, then live ones, with no gap and no duplicate at the seam (see the module
     /// docs). `since: None` sends what the room keeps. A `since` of another epoch, or older
     /// than the history kept, sends no history and answers `recovered: false`; a `since`
-    /// ahead of the room fails with [`HistoryError::PositionAhead`] (and joins nothing).
+    /// ahead of the room fails with [`HistoryError::PositionAhead`](super::HistoryError::PositionAhead) (and joins nothing).
     pub async fn join_from(
         &self,
         conn: &Conn,
@@ -95,6 +95,44 @@ impl HistoryHub {
     pub async fn join_from_top(&self, conn: &Conn, room: &str) -> Result<Recovery, RoomError> {
         let top = self.read(room, None, 0).await?.top;
         self.join_from(conn, room, Some(&top)).await
+    }
+
+    /// A connection moved from a predecessor (registered, not driven yet) joins `room`
+    /// again, marked recovering: from now on live publications wait for it in its own
+    /// buffer. No presence event: to the room it never left. Then
+    /// [`resume_member`](Self::resume_member) sends what it missed.
+    pub(crate) fn rejoin_recovering(&self, conn: &Conn, room: &str) -> bool {
+        self.join(conn, room, true).is_ok()
+    }
+
+    /// Finishes [`rejoin_recovering`](Self::rejoin_recovering): sends `conn` every
+    /// publication after `since` (the last one its predecessor queued to it), then makes it
+    /// live, with no gap and no duplicate (the seam of [`join_from`](Self::join_from)). On an
+    /// error it has left the room.
+    pub(crate) async fn resume_member(
+        &self,
+        conn: &Conn,
+        room: &str,
+        since: &Position,
+    ) -> Result<Recovery, RoomError> {
+        let result = async {
+            let policy = self.policy_or_err(room)?;
+            if !self.sender.room_ready(room, ROOM_READY_WAIT).await {
+                tracing::debug!(
+                    room,
+                    "the room's subscription is not confirmed; resuming anyway"
+                );
+            }
+            self.recover(conn, room, Some(since), &policy).await
+        }
+        .await;
+        if result.is_err() {
+            self.sender.leave_local(conn, room);
+            if let Some(seq) = self.state().seq(room) {
+                lock(&seq).forget(conn.id());
+            }
+        }
+        result
     }
 
     async fn recover(

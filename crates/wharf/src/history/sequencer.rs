@@ -61,6 +61,9 @@ enum Cursor {
     Recovering(Vec<Publication>),
     /// Its recovery sent it up to this offset of the current epoch, beyond `last`.
     Ahead(u64),
+    /// It is moving to a successor process, which recovers it from where it stood: this
+    /// node delivers nothing more to it.
+    Parked,
 }
 
 /// One room's sequencer.
@@ -186,7 +189,7 @@ impl RoomSeq {
             self.last = 0;
             self.pending.clear();
             self.cursors
-                .retain(|_, cursor| matches!(cursor, Cursor::Recovering(_)));
+                .retain(|_, cursor| matches!(cursor, Cursor::Recovering(_) | Cursor::Parked));
         }
         let offset = publication.position.offset;
         if offset <= self.last {
@@ -236,7 +239,8 @@ impl RoomSeq {
                 )
             })
             .count();
-        self.cursors.clear();
+        self.cursors
+            .retain(|_, cursor| matches!(cursor, Cursor::Parked));
         if let Some(first) = self.pending.keys().next().copied() {
             self.last = first - 1;
             let pending = std::mem::take(&mut self.pending);
@@ -286,6 +290,20 @@ impl RoomSeq {
         }
     }
 
+    /// Stops delivering to `member`, which moves to a successor process, and returns the
+    /// position of the last publication it was queued: everything up to it is in its
+    /// outbox (or written), nothing after it. `None` when that is not known (the sequencer
+    /// has not started, or the member is recovering): the successor joins it live again.
+    pub(crate) fn park(&mut self, member: ConnId) -> Option<Position> {
+        let previous = self.cursors.insert(member, Cursor::Parked);
+        let epoch = self.epoch.clone()?;
+        match previous {
+            None => Some(Position::new(epoch, self.last)),
+            Some(Cursor::Ahead(sent)) => Some(Position::new(epoch, sent.max(self.last))),
+            Some(Cursor::Recovering(_) | Cursor::Parked) => None,
+        }
+    }
+
     /// Forgets `member` (it left or closed).
     pub(crate) fn forget(&mut self, member: ConnId) {
         self.cursors.remove(&member);
@@ -309,6 +327,7 @@ impl RoomSeq {
                     buffered.push(publication.clone());
                     continue;
                 }
+                Some(Cursor::Parked) => continue,
                 Some(Cursor::Ahead(sent)) if offset <= *sent => continue,
                 Some(Cursor::Ahead(_)) => {
                     self.cursors.remove(&conn.id());

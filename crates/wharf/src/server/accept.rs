@@ -65,6 +65,15 @@ fn connection_data(mut data: Extensions) -> Extensions {
 /// A connection slot of the server's `max_connections`, released on drop.
 pub(crate) struct Slot(Arc<ServerShared>);
 
+impl Slot {
+    /// The slot of a connection a predecessor handed over: counted even over the limit (it
+    /// was admitted there), so that new connections see the server as full as it is.
+    pub(crate) fn moved(shared: &Arc<ServerShared>) -> Slot {
+        shared.open.fetch_add(1, Ordering::AcqRel);
+        Slot(shared.clone())
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);

@@ -81,6 +81,26 @@ impl PeerCounts {
         }
     }
 
+    /// Counts a connection a predecessor handed over under its client address, as
+    /// [`admit`](Self::admit) would have (the same exemptions), but never refuses it: it
+    /// was admitted there, and closing it now would defeat the handover.
+    pub(crate) fn admit_moved(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        limits: &Limits,
+        trusted_proxy: bool,
+    ) -> Admission {
+        let ip = canonical(client.ip());
+        let max = limits.max_connections_per_ip;
+        if max == 0 || trusted_proxy || (!limits.cap_private_addresses && is_private(ip)) {
+            return Admission::Exempt;
+        }
+        match self.acquire(ip, 0) {
+            Some(slot) => Admission::Counted { _slot: slot },
+            None => Admission::Exempt,
+        }
+    }
+
     fn log_refusal(&self, server: &str, ip: IpAddr, max: usize) {
         let now = Instant::now();
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
@@ -178,6 +198,30 @@ mod tests {
             "map emptied"
         );
         assert!(counts.acquire(a, 0).is_some(), "0 is no limit");
+    }
+
+    #[test]
+    fn moved_connections_are_counted_over_the_cap_and_hold_new_ones_back() {
+        let counts = Arc::new(PeerCounts::default());
+        let public: SocketAddr = "203.0.113.9:1".parse().expect("addr");
+        let limits = Limits {
+            max_connections_per_ip: 1,
+            ..Limits::default()
+        };
+        let moved = [(); 2].map(|()| counts.admit_moved(public, &limits, false));
+        assert!(moved.iter().all(|m| matches!(m, Admission::Counted { .. })));
+        assert_eq!(
+            counts.count(public.ip()),
+            2,
+            "over the cap: they were admitted"
+        );
+        assert!(counts.admit("ws", public, &limits, false).is_refused());
+        drop(moved);
+        assert!(!counts.admit("ws", public, &limits, false).is_refused());
+        assert!(matches!(
+            counts.admit_moved(public, &limits, true),
+            Admission::Exempt
+        ));
     }
 
     #[test]

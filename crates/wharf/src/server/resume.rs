@@ -1,5 +1,11 @@
 //! The successor's side of moved connections: a predecessor's open connections registered
 //! again (same ids, users, rooms) and driven on from where it stopped.
+//!
+//! Order: the predecessor's in-memory history is taken first (positions continue it); each
+//! connection's handler rebuilds its state ([`Handler::resume`](crate::Handler::resume));
+//! every connection is registered and rejoins its rooms (history rooms marked recovering, so
+//! live publications wait for it); then each task sends what its connection missed in its
+//! history rooms since the position it had reached, and only then drives it on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,8 +14,10 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::{ServerShared, ended_as};
+use crate::CloseCode;
 use crate::conn::{Conn, ConnShared, UserId};
 use crate::driver::Driver;
+use crate::handler::ResumeEvent;
 use crate::handover::Arrivals;
 
 /// Registers every connection a predecessor handed over (same id, user and rooms) before
@@ -17,10 +25,24 @@ use crate::handover::Arrivals;
 /// that moved; then drives each on from where the predecessor stopped. A connection whose
 /// server or route this process does not have is dropped.
 pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrivals) -> usize {
+    let Arrivals(arrivals, history) = arrivals;
+    if let (false, Some((_, shared))) = (history.is_empty(), services.first()) {
+        let parts = history.len();
+        match shared.sender.history_state().restore_memory(history) {
+            Some(publications) => info!(
+                parts,
+                publications, "took over the predecessor's in-memory history"
+            ),
+            None => warn!(
+                parts,
+                "this process was given a history store: the predecessor's in-memory history is dropped"
+            ),
+        }
+    }
     let mut ready = Vec::new();
     let mut pauses = Vec::new();
     let now = crate::handover::now_ms();
-    for (moved, fd) in arrivals.0 {
+    for (moved, fd) in arrivals {
         pauses.push(now.saturating_sub(moved.parked_at_ms));
         let id = crate::ConnId::from_u64(moved.id);
         let Some((_, shared)) = services.iter().find(|(name, _)| *name == moved.server) else {
@@ -50,6 +72,27 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         if let Some(user) = &moved.user {
             data.insert(UserId::new(user.clone()));
         }
+        let mut event = ResumeEvent {
+            id,
+            path: moved.path.clone(),
+            user: moved.user.clone(),
+            protocol: moved.protocol.clone(),
+            peer: moved.peer,
+            carried: moved.state,
+            data,
+        };
+        let rebuilt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            route.handler.resume(&mut event)
+        }));
+        let failed = match rebuilt {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("could not resume: {e}")),
+            Err(_) => Some("could not resume: the handler panicked".to_owned()),
+        };
+        if let Some(reason) = &failed {
+            warn!(conn = %id, reason, "Handler::resume failed: closing with 1012");
+        }
+        let data = event.data;
         let outbox = crate::outbox::Outbox::new(shared.settings.limits.max_queue_size, None);
         outbox.push_raw(&moved.write);
         let opened_at = SystemTime::UNIX_EPOCH + Duration::from_millis(moved.opened_at_ms);
@@ -73,11 +116,39 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
             sender: shared.sender.clone(),
             counters: route.counters.clone(),
         }));
+        // Counted against `max_connections` and `max_connections_per_ip` as the
+        // predecessor counted them (never refused: they were admitted there).
+        let slot = super::accept::Slot::moved(shared);
+        let trusted = shared.proxy.trusts(moved.peer.ip());
+        let admission = shared
+            .peers
+            .admit_moved(moved.peer, &shared.settings.limits, trusted);
         shared.sender.resumed(conn.clone());
-        for room in &moved.rooms {
-            shared.sender.rejoin(&conn, room);
+        let mut recover = Vec::new();
+        if let Some(reason) = failed {
+            conn.close(CloseCode::SERVICE_RESTART, &reason);
+        } else {
+            let history = shared.sender.history_state();
+            for room in moved.rooms {
+                match room.position {
+                    Some(position) if history.covers(&room.name) => {
+                        if shared.sender.rejoin_recovering(&conn, &room.name) {
+                            recover.push((room.name, position));
+                        }
+                    }
+                    _ => shared.sender.rejoin(&conn, &room.name),
+                }
+            }
         }
-        ready.push((shared.clone(), route.clone(), conn, stream, moved.read));
+        ready.push(Ready {
+            shared: shared.clone(),
+            route: route.clone(),
+            conn,
+            stream,
+            read: moved.read,
+            recover,
+            held: (slot, admission),
+        });
     }
     let resumed = ready.len();
     pauses.sort_unstable();
@@ -93,7 +164,17 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         );
         shared.sender.counters().handover_resumed(resumed, *max);
     }
-    for (shared, route, conn, stream, read) in ready {
+    for Ready {
+        shared,
+        route,
+        conn,
+        stream,
+        read,
+        recover,
+        held,
+    } in ready
+    {
+        let handle = conn.clone();
         let movable = route.handler.movable().then(|| shared.mover.enter());
         let driver = Driver::new(
             stream,
@@ -105,11 +186,66 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         )
         .movable(movable);
         let guard = shared.tasks.enter();
-        let shutdown = shared.shutdown.clone();
-        tokio::spawn(driver.run(read, None, shutdown, move |conn, ended| {
+        let epilogue = move |conn: &Conn, ended| {
             ended_as(&shared, conn, ended);
             drop(guard);
-        }));
+            drop(held);
+        };
+        if recover.is_empty() {
+            tokio::spawn(driver.run(read, None, epilogue));
+        } else {
+            let conn = handle;
+            tokio::spawn(async move {
+                recover_rooms(&conn, recover).await;
+                driver.run(read, None, epilogue).await;
+            });
+        }
     }
     resumed
+}
+
+/// A moved connection registered and about to be driven.
+struct Ready {
+    shared: Arc<ServerShared>,
+    route: Arc<crate::routing::CompiledRoute>,
+    conn: Conn,
+    stream: TcpStream,
+    /// A partial frame header read by the predecessor.
+    read: Vec<u8>,
+    /// Its history rooms and the position it had reached in each.
+    recover: Vec<(String, crate::history::Position)>,
+    /// Its places under `max_connections` and `max_connections_per_ip`, given back when it
+    /// ends.
+    held: (super::accept::Slot, super::peers::Admission),
+}
+
+/// Sends a moved connection what it missed in each history room since the position its
+/// predecessor had reached, and makes it live there. A room whose history since then is
+/// gone (trimmed, or another epoch) closes it with 4010 (resync), as a live member's gap
+/// would; a store that cannot be read closes it with 1012: its client reconnects and
+/// recovers from its own positions. After a close the other rooms are left as they are (the
+/// connection leaves them all when it ends).
+async fn recover_rooms(conn: &Conn, rooms: Vec<(String, crate::history::Position)>) {
+    let hub = conn.sender().history_hub();
+    for (room, since) in rooms {
+        match hub.resume_member(conn, &room, &since).await {
+            Ok(recovery) if recovery.recovered => {}
+            Ok(recovery) => {
+                warn!(conn = %conn.id(), room, %since, position = %recovery.position, "a moved connection's history is gone: resync");
+                conn.close(
+                    CloseCode::RESYNC,
+                    "history gap: rejoin from your last position",
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(conn = %conn.id(), room, error = %e, "a moved connection could not rejoin its room");
+                conn.close(
+                    CloseCode::SERVICE_RESTART,
+                    &format!("could not restore room `{room}`"),
+                );
+                return;
+            }
+        }
+    }
 }

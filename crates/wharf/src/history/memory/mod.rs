@@ -1,8 +1,14 @@
 //! History in this process's memory: one node, lost on restart (a restart starts new epochs).
+//!
+//! A live handover carries it: the old process [freezes and snapshots](MemoryHistory::hand_over)
+//! it once its moved connections are parked, the successor [restores](MemoryHistory::restore)
+//! it before it resumes them, so epochs and offsets continue. From the snapshot on the old
+//! process refuses appends (its connections that did not move are leaving), so two
+//! processes never give out the same position.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::time::{Duration, Instant};
 
@@ -13,6 +19,10 @@ use super::{
 use crate::Message;
 use crate::cluster::BoxFuture;
 use crate::registry::named::Named;
+
+mod handover;
+
+pub(crate) use handover::RoomSnapshot;
 
 /// How often, at most, an append sweeps out every room idle for longer than its ttl.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -29,6 +39,8 @@ pub struct MemoryHistory {
     /// When the last sweep ran, in milliseconds since `started`.
     last_sweep: AtomicU64,
     started: Instant,
+    /// Handed over to a successor: appends are refused.
+    frozen: AtomicBool,
 }
 
 /// One room's history.
@@ -63,6 +75,7 @@ impl MemoryHistory {
             rooms: Named::new(),
             last_sweep: AtomicU64::new(0),
             started: Instant::now(),
+            frozen: AtomicBool::new(false),
         }
     }
 
@@ -79,10 +92,17 @@ impl MemoryHistory {
         message: &Message,
         policy: &HistoryPolicy,
         key: Option<&str>,
-    ) -> Appended {
+    ) -> Result<Appended, HistoryError> {
         let now = Instant::now();
         self.sweep(now);
         let mut shard = self.rooms.shard(name);
+        // Checked under the shard's lock: `hand_over` sets the flag before it reads any
+        // shard, so an append either lands in the snapshot or is refused.
+        if self.frozen.load(Ordering::Acquire) {
+            return Err(HistoryError::Unavailable(
+                "this process handed its history over to its successor".into(),
+            ));
+        }
         let room = match shard.get_mut(name) {
             Some(room) if !room.expired(now) => room,
             _ => shard
@@ -92,10 +112,10 @@ impl MemoryHistory {
         };
         room.forget_keys(now, policy.idempotency_window);
         if let Some(offset) = key.and_then(|k| room.keys.get(k)) {
-            return Appended {
+            return Ok(Appended {
                 position: Position::new(room.epoch.clone(), *offset),
                 duplicate: true,
-            };
+            });
         }
         room.top += 1;
         room.last_publish = now;
@@ -106,10 +126,10 @@ impl MemoryHistory {
             room.keys.insert(key.into(), room.top);
             room.key_order.push_back((now, key.into()));
         }
-        Appended {
+        Ok(Appended {
             position: Position::new(room.epoch.clone(), room.top),
             duplicate: false,
-        }
+        })
     }
 
     fn read_now(
@@ -230,7 +250,7 @@ impl HistoryStore for MemoryHistory {
         idempotency_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Appended, HistoryError>> {
         let appended = self.append_now(room, message, policy, idempotency_key);
-        Box::pin(async move { Ok(appended) })
+        Box::pin(async move { appended })
     }
 
     fn read<'a>(
