@@ -13,7 +13,9 @@
 //!   moves too, over the HTTP API, with the history in Redis, or from another node of a
 //!   cluster): every one arrives once, in order, at contiguous
 //!   positions of the same epoch, no close frame; a connection keeps its spent publish
-//!   bucket; one that cannot move (permessage-deflate) gets 1012.
+//!   bucket; one that cannot move (permessage-deflate) gets 1012;
+//! - the shortened `scripts/handover-check.sh` (its code in `examples/handover_check/check`):
+//!   echo clients, room subscribers and TLS clients through three upgrades and a crash.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -29,6 +31,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wharf_app::tokens::{TokenConfig, Tokens};
 
+#[allow(unreachable_pub, dead_code)]
+#[path = "../examples/handover_check/check/mod.rs"]
+mod check;
 mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wharf");
@@ -644,76 +649,44 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
-/// One echo client: sends `n` (1, 2, …) and waits for exactly `n` back, until `stop`.
-/// Returns how many round trips it made and the slowest one; any close, loss, duplicate or
-/// reordering fails it.
-async fn ride(mut ws: Ws, client: usize, stop: Arc<AtomicBool>) -> Result<(u64, Duration), String> {
-    let mut slowest = Duration::ZERO;
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let text = format!("{client}:{n}");
-        let sent = Instant::now();
-        echo(&mut ws, &text)
-            .await
-            .map_err(|e| format!("client {client}, message {n}: {e}"))?;
-        slowest = slowest.max(sent.elapsed());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok((n, slowest))
-}
-
-/// The shortened `handover-check`: echo clients ride three upgrades in a row, with a
-/// successor that crashes between the first and the second; every client keeps its
-/// connection, and every message comes back once and in order.
+/// The shortened `scripts/handover-check.sh` (issue 15's acceptance), the same check code at
+/// a small size: echo clients and subscribers of the rooms protocol (a room push through
+/// the HTTP API) ride three upgrades in a row, with a successor that crashes on start
+/// between the first and the second: no close, nothing lost, duplicated or out of order,
+/// as the clients see it; TLS clients get 1012 spread over `[drain] spread` at each
+/// upgrade. `HANDOVER_CHECK_CLIENTS` changes the number of plain connections (200).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_clients_ride_three_upgrades_and_a_crashing_successor_with_nothing_lost() {
+async fn clients_ride_three_upgrades_and_a_crashing_successor_with_nothing_lost() {
     let clients: usize = std::env::var("HANDOVER_CHECK_CLIENTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
-    let mut serve = Serve::start(&[("WHARF_WS_MAX_CONNECTIONS_PER_IP", "0")]);
-    let crash = serve.script("crash.sh", "exit 3");
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut riders = Vec::new();
-    for client in 0..clients {
-        let ws = open(serve.ws).await.expect("open");
-        riders.push(tokio::spawn(ride(ws, client, stop.clone())));
-    }
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if round == 1 {
-            serve.switch_binary(&crash);
-            let (ok, output) = upgrade(&serve.data()).await;
-            assert!(
-                !ok && output.contains("exited before confirming"),
-                "{output}"
-            );
-            serve.switch_binary(Path::new(BIN));
-        }
-        let (ok, output) = upgrade(&serve.data()).await;
-        assert!(ok, "upgrade {round}: {output}");
-        serve.successors.push(successor_pid(&output));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut slowest = Vec::new();
-    for rider in riders {
-        let (trips, worst) = rider
-            .await
-            .expect("rider")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(trips > 10, "each client kept echoing ({trips})");
-        slowest.push(worst);
-    }
-    slowest.sort();
-    let at = |q: usize| slowest[(slowest.len() * q / 100).min(slowest.len() - 1)];
-    println!(
-        "handover-check: {clients} clients, 3 upgrades + 1 crash, 0 closes, 0 lost, 0 duplicated, \
-         0 out of order; slowest round trip per client p50 {:?} p99 {:?} max {:?}",
-        at(50),
-        at(99),
-        slowest[slowest.len() - 1]
+        .unwrap_or(200);
+    let options = check::Options {
+        wharf: BIN.into(),
+        echo: clients / 2,
+        echo_interval: Duration::from_millis(20),
+        subscribers: clients - clients / 2,
+        rooms: 10,
+        rate: 200,
+        tls: 20,
+        spread: Duration::from_secs(2),
+        upgrades: 3,
+        warmup: Duration::from_secs(1),
+        connect_concurrency: 32,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(180), check::run(&options))
+        .await
+        .expect("the check ends within 180 s")
+        .unwrap_or_else(|e| panic!("the check could not run: {e}"));
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    // The upgrades happened and the traffic flowed, or the check proved nothing.
+    assert_eq!((report.upgrades, report.crashes), (3, 1));
+    assert!(report.echo.messages > 50 * options.echo as u64, "{report}");
+    assert!(report.publications > 1000, "{report}");
+    assert!(
+        report.subscribers.messages > 100 * options.subscribers as u64,
+        "{report}"
     );
 }
 
