@@ -128,17 +128,6 @@ fn main() -> ExitCode {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        // Catches clashing flags (e.g. a subcommand's `-c` against the global `--config`).
-        super::Cli::command().debug_assert();
-    }
-}
-
 /// The tokio runtime: `WHARF_WORKER_THREADS` workers, by default one per core this process
 /// may use. With one, the current-thread runtime: it runs woken tasks in the order they were
 /// woken, where the multi-thread runtime with a single worker runs the last one woken first
@@ -160,4 +149,15 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(threads)
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flags (e.g. a subcommand's `-c` against the global `--config`).
+        super::Cli::command().debug_assert();
+    }
 }
