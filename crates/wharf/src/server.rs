@@ -686,6 +686,35 @@ pub(crate) struct ServerShared {
     pub(crate) handshaking: AtomicUsize,
 }
 
+impl ServerShared {
+    /// The driver of `conn`, accepted (or resumed) on `route`. It may move to a successor in
+    /// a handover when `may_move` (a plain TCP stream without permessage-deflate: neither a
+    /// TLS session nor a compression context can move) and the route's handler says so.
+    pub(crate) fn driver<S>(
+        &self,
+        route: &crate::routing::CompiledRoute,
+        conn: Conn,
+        stream: S,
+        deflate: Option<&wharf_proto::DeflateParams>,
+        may_move: bool,
+    ) -> Driver<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let movable =
+            (may_move && deflate.is_none() && route.handler.movable()).then(|| self.mover.enter());
+        Driver::new(
+            stream,
+            conn,
+            self.settings.clone(),
+            route.handler.clone(),
+            route.ping,
+            deflate,
+        )
+        .movable(movable)
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<ServerShared>,
@@ -855,18 +884,7 @@ where
     }));
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
-    // A compressed connection keeps inflate/deflate state that cannot move.
-    let movable =
-        (S::MOVABLE && deflate.is_none() && route.handler.movable()).then(|| shared.mover.enter());
-    let driver = Driver::new(
-        stream,
-        conn,
-        shared.settings.clone(),
-        route.handler.clone(),
-        route.ping,
-        deflate.as_ref(),
-    )
-    .movable(movable);
+    let driver = shared.driver(&route, conn, stream, deflate.as_ref(), S::MOVABLE);
     driver.run(leftover, Some(request), move |conn, ended| {
         ended_as(&shared, conn, ended);
         drop(slot);

@@ -16,7 +16,6 @@ use tracing::{info, warn};
 use super::{ServerShared, ended_as};
 use crate::CloseCode;
 use crate::conn::{Conn, ConnShared, UserId};
-use crate::driver::Driver;
 use crate::handler::ResumeEvent;
 use crate::handover::Arrivals;
 
@@ -175,16 +174,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
     } in ready
     {
         let handle = conn.clone();
-        let movable = route.handler.movable().then(|| shared.mover.enter());
-        let driver = Driver::new(
-            stream,
-            conn,
-            shared.settings.clone(),
-            route.handler.clone(),
-            route.ping,
-            None,
-        )
-        .movable(movable);
+        let driver = shared.driver(&route, conn, stream, None, true);
         let guard = shared.tasks.enter();
         let epilogue = move |conn: &Conn, ended| {
             ended_as(&shared, conn, ended);
