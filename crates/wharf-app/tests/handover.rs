@@ -349,20 +349,8 @@ async fn close_of<S>(mut ws: tokio_tungstenite::WebSocketStream<S>) -> (u16, Str
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let frame = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a close frame within 20 s");
-    let when = Instant::now();
-    let frame = frame.expect("a close code");
-    (u16::from(frame.code), frame.reason.to_string(), when)
+    let (code, reason) = common::next_close(&mut ws, Duration::from_secs(20), "client").await;
+    (code, reason, Instant::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,19 +87,8 @@ async fn sigterm_closes_every_client_with_1001_runs_on_close_and_exits_0() {
     assert!(kill.success());
     // Every client: a close frame with 1001, answered by tungstenite while it reads.
     for (account, mut ws) in accounts.into_iter().zip(clients) {
-        let frame = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Close(frame))) => return frame,
-                    Some(Ok(_)) => continue,
-                    other => panic!("{account}: expected a close frame, got {other:?}"),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{account}: no close frame within 10 s"));
-        let frame = frame.expect("a close code");
-        assert_eq!(u16::from(frame.code), 1001, "{account}: {frame:?}");
+        let (code, reason) = common::next_close(&mut ws, Duration::from_secs(10), account).await;
+        assert_eq!(code, 1001, "{account}: {reason}");
         // Finish the close handshake: read to the end of the stream.
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(Ok(_)) = ws.next().await {}

@@ -225,3 +225,31 @@ pub async fn handshake(
     response.body = String::from_utf8_lossy(&body).into_owned();
     (response, None)
 }
+
+/// Reads `ws` up to its close frame, skipping messages, and returns the frame's code and
+/// reason. Panics, naming `who`, on an error, an end without a close frame, a close frame
+/// without a code, or when none comes within `within`.
+pub async fn next_close<S>(
+    ws: &mut WebSocketStream<S>,
+    within: Duration,
+    who: &str,
+) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let frame = tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("{who}: expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{who}: no close frame within {within:?}"));
+    let frame = frame.unwrap_or_else(|| panic!("{who}: a close frame without a code"));
+    (u16::from(frame.code), frame.reason.to_string())
+}
