@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use wharf::handover::{HANDOVER_ENV, Inherited};
+use wharf::handover::{HANDOVER_ENV, Inherited, Upgrader};
 use wharf::server::Stop;
 use wharf::{Config, Conn, Echo, HandlerError, Router, Server, ServerConfig, ServerKind};
 
@@ -227,6 +227,22 @@ fn take_over(cap: Option<usize>) {
     });
 }
 
+/// Starts the successor `mode` and waits until it has taken over; its pid.
+async fn hand_over(upgrader: &Upgrader, mode: &str, dir: &std::path::Path) -> u32 {
+    upgrader
+        .upgrade(successor(mode), dir, &[])
+        .await
+        .expect("handed over")
+}
+
+/// Waits (10 s at most) for the old server's task to end after it handed over.
+async fn old_server_stops<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the old server stops")
+        .expect("task")
+}
+
 fn successor(mode: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command
@@ -317,16 +333,10 @@ async fn a_successor_of_another_format_or_a_stranger_is_refused_before_anything_
 async fn a_successor_takes_the_listening_socket_and_serves_on_the_same_port() {
     let dir = tempfile::tempdir().expect("dir");
     let (addr, upgrader, sender, task) = old_server().await;
-    let pid = upgrader
-        .upgrade(successor("takes_over"), dir.path(), &[])
-        .await
-        .expect("handed over");
+    let pid = hand_over(&upgrader, "takes_over", dir.path()).await;
     assert!(upgrader.is_handed_over());
     // The old server stops; the port keeps answering, from the successor.
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the old server stops")
-        .expect("task");
+    old_server_stops(task).await;
     assert!(echoes(addr).await, "the successor serves on {addr}");
     let handovers = sender.metrics().handovers;
     assert_eq!((handovers.started, handovers.completed), (1, 1));
@@ -430,14 +440,8 @@ async fn rides_a_handover(path: &str) {
         (subscriber, last)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = upgrader
-        .upgrade(successor("takes_over"), dir.path(), &[])
-        .await
-        .expect("handed over");
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the old server stops")
-        .expect("task");
+    let pid = hand_over(&upgrader, "takes_over", dir.path()).await;
+    old_server_stops(task).await;
     let mut publisher = publishing.await.expect("publisher");
     let (mut subscriber, last) = tokio::time::timeout(Duration::from_secs(20), receiving)
         .await
@@ -486,18 +490,12 @@ async fn a_handler_carries_its_connection_state_and_one_it_cannot_carry_or_resum
         unlucky.send(Message::text("+")).await.expect("send");
         assert_eq!(next_text(&mut unlucky).await, n.to_string());
     }
-    let pid = upgrader
-        .upgrade(successor("takes_over"), dir.path(), &[])
-        .await
-        .expect("handed over");
+    let pid = hand_over(&upgrader, "takes_over", dir.path()).await;
     match tokio::time::timeout(Duration::from_secs(10), stuck.next()).await {
         Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1012),
         other => panic!("expected a 1012 close, got {other:?}"),
     }
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the old server stops")
-        .expect("task");
+    old_server_stops(task).await;
     assert_eq!(sender.metrics().handovers.connections_moved, 2);
     match tokio::time::timeout(Duration::from_secs(10), unlucky.next()).await {
         Ok(Some(Ok(Message::Close(Some(frame))))) => {
@@ -540,14 +538,8 @@ async fn moved_connections_count_against_max_connections_in_the_successor() {
         503,
         "the old process is full"
     );
-    let pid = upgrader
-        .upgrade(successor("takes_over_capped"), dir.path(), &[])
-        .await
-        .expect("handed over");
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the old server stops")
-        .expect("task");
+    let pid = hand_over(&upgrader, "takes_over_capped", dir.path()).await;
+    old_server_stops(task).await;
     assert_eq!(
         handshake_status(addr).await.0,
         503,
