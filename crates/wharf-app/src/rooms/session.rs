@@ -28,13 +28,23 @@ pub struct Session {
 impl Session {
     /// A session with a full publish bucket (none when the limit is off).
     fn new(config: &RoomsProtocolConfig) -> Session {
+        Session::with_tokens(config, None)
+    }
+
+    /// A session whose publish bucket holds `tokens` (full when `None`); no bucket when the
+    /// limit is off.
+    fn with_tokens(config: &RoomsProtocolConfig, tokens: Option<f64>) -> Session {
         let publishes = (config.publish_rate > 0).then(|| {
-            let burst = config.publish_burst.max(1);
-            Arc::new(Mutex::new(TokenBucket::new(
+            let (rate, burst, now) = (
                 config.publish_rate,
-                burst,
+                config.publish_burst.max(1),
                 Instant::now(),
-            )))
+            );
+            let bucket = match tokens {
+                Some(tokens) => TokenBucket::with_tokens(rate, burst, tokens, now),
+                None => TokenBucket::new(rate, burst, now),
+            };
+            Arc::new(Mutex::new(bucket))
         });
         Session { publishes }
     }
@@ -78,20 +88,9 @@ impl Session {
     /// as it was carried, plus what it earned while the connection was in transit (a limit
     /// that was off there starts full here).
     pub fn resume(config: &RoomsProtocolConfig, state: &SessionState) -> Session {
-        let mut session = Session::new(config);
-        if let (true, Some(tokens)) = (session.publishes.is_some(), state.publish_tokens) {
-            let in_transit = Duration::from_millis(now_ms().saturating_sub(state.at_ms));
-            let earned = in_transit.as_secs_f64() * f64::from(config.publish_rate);
-            let burst = config.publish_burst.max(1);
-            let resumed = TokenBucket::with_tokens(
-                config.publish_rate,
-                burst,
-                tokens + earned,
-                Instant::now(),
-            );
-            session.publishes = Some(Arc::new(Mutex::new(resumed)));
-        }
-        session
+        let in_transit = Duration::from_millis(now_ms().saturating_sub(state.at_ms));
+        let earned = in_transit.as_secs_f64() * f64::from(config.publish_rate);
+        Session::with_tokens(config, state.publish_tokens.map(|tokens| tokens + earned))
     }
 }
 

@@ -58,33 +58,14 @@ impl HistoryHub {
         if self.join(conn, room, true)? {
             self.sender.presence_changed(conn, room, "join");
         }
-        // In a cluster, this node may only now subscribe to the room's channel: read the
-        // history once it receives what other nodes publish, so that nothing published
-        // between the read and the subscription is missed.
-        if !self.sender.room_ready(room, ROOM_READY_WAIT).await {
-            tracing::debug!(
-                room,
-                "the room's subscription is not confirmed; recovering anyway"
-            );
-        }
-        match self.recover(conn, room, since, &policy).await {
-            Ok(recovery) => {
-                let counters = &self.state().counters;
-                HistoryCounters::add(if recovery.recovered {
-                    &counters.recoveries_complete
-                } else {
-                    &counters.recoveries_incomplete
-                });
-                Ok(recovery)
-            }
-            Err(error) => {
-                self.sender.leave_local(conn, room);
-                if let Some(seq) = self.state().seq(room) {
-                    lock(&seq).forget(conn.id());
-                }
-                Err(error)
-            }
-        }
+        let recovery = self.catch_up(conn, room, since, &policy).await?;
+        let counters = &self.state().counters;
+        HistoryCounters::add(if recovery.recovered {
+            &counters.recoveries_complete
+        } else {
+            &counters.recoveries_incomplete
+        });
+        Ok(recovery)
     }
 
     /// Joins `conn` to history room `room` live from now: every publication after the room's
@@ -115,24 +96,47 @@ impl HistoryHub {
         room: &str,
         since: &Position,
     ) -> Result<Recovery, RoomError> {
-        let result = async {
-            let policy = self.policy_or_err(room)?;
-            if !self.sender.room_ready(room, ROOM_READY_WAIT).await {
-                tracing::debug!(
-                    room,
-                    "the room's subscription is not confirmed; resuming anyway"
-                );
+        let policy = match self.policy_or_err(room) {
+            Ok(policy) => policy,
+            Err(error) => {
+                self.drop_member(conn, room);
+                return Err(error);
             }
-            self.recover(conn, room, Some(since), &policy).await
+        };
+        self.catch_up(conn, room, Some(since), &policy).await
+    }
+
+    /// `conn`, joined to `room` and marked recovering, gets every publication after `since`
+    /// and then live ones. In a cluster, this node may only now subscribe to the room's
+    /// channel: the history is read once it receives what other nodes publish, so that
+    /// nothing published between the read and the subscription is missed. On an error it
+    /// has left the room.
+    async fn catch_up(
+        &self,
+        conn: &Conn,
+        room: &str,
+        since: Option<&Position>,
+        policy: &HistoryPolicy,
+    ) -> Result<Recovery, RoomError> {
+        if !self.sender.room_ready(room, ROOM_READY_WAIT).await {
+            tracing::debug!(
+                room,
+                "the room's subscription is not confirmed; recovering anyway"
+            );
         }
-        .await;
-        if result.is_err() {
-            self.sender.leave_local(conn, room);
-            if let Some(seq) = self.state().seq(room) {
-                lock(&seq).forget(conn.id());
-            }
+        let recovered = self.recover(conn, room, since, policy).await;
+        if recovered.is_err() {
+            self.drop_member(conn, room);
         }
-        result
+        recovered
+    }
+
+    /// Takes `conn` out of `room` here and out of its sequencer.
+    fn drop_member(&self, conn: &Conn, room: &str) {
+        self.sender.leave_local(conn, room);
+        if let Some(seq) = self.state().seq(room) {
+            lock(&seq).forget(conn.id());
+        }
     }
 
     async fn recover(

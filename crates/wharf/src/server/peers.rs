@@ -55,6 +55,15 @@ pub(crate) struct PeerSlot {
     key: IpAddr,
 }
 
+/// The per-address cap that applies to `ip`, or `None` when it is exempt: the cap is off,
+/// the connection is a trusted proxy's own, or the address is private and private
+/// addresses are not capped.
+fn cap(ip: IpAddr, limits: &Limits, trusted_proxy: bool) -> Option<usize> {
+    let max = limits.max_connections_per_ip;
+    let exempt = max == 0 || trusted_proxy || (!limits.cap_private_addresses && is_private(ip));
+    (!exempt).then_some(max)
+}
+
 impl PeerCounts {
     /// Decides whether a connection from `client` may proceed, and counts it if it is
     /// capped. `trusted_proxy`: `client` is a trusted proxy's own address (a connection it
@@ -67,11 +76,10 @@ impl PeerCounts {
         limits: &Limits,
         trusted_proxy: bool,
     ) -> Admission {
-        let max = limits.max_connections_per_ip;
         let ip = canonical(client.ip());
-        if max == 0 || trusted_proxy || (!limits.cap_private_addresses && is_private(ip)) {
+        let Some(max) = cap(ip, limits, trusted_proxy) else {
             return Admission::Exempt;
-        }
+        };
         match self.acquire(ip, max) {
             Some(slot) => Admission::Counted { _slot: slot },
             None => {
@@ -91,8 +99,7 @@ impl PeerCounts {
         trusted_proxy: bool,
     ) -> Admission {
         let ip = canonical(client.ip());
-        let max = limits.max_connections_per_ip;
-        if max == 0 || trusted_proxy || (!limits.cap_private_addresses && is_private(ip)) {
+        if cap(ip, limits, trusted_proxy).is_none() {
             return Admission::Exempt;
         }
         match self.acquire(ip, 0) {

@@ -17,6 +17,8 @@ mod pki;
 pub mod publisher;
 pub mod report;
 pub mod serve;
+#[path = "../../support/serve_log.rs"]
+mod serve_log;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,7 +4,6 @@
 //! `tls` WebSocket server with `/echo`), its own data directory and per-address cap off.
 //! Its successors share its stdout: one reader thread follows the whole process tree.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -83,22 +82,7 @@ impl Serve {
         let warnings = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let kept = warnings.clone();
-        // Reads for as long as any process of the tree writes, so the pipe never fills.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if json["message"] == "listening" {
-                    let server = json["server"].as_str().unwrap_or_default().to_owned();
-                    if let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok()) {
-                        let _ = tx.send((server, addr));
-                    }
-                } else if matches!(json["level"].as_str(), Some("WARN" | "ERROR")) {
-                    super::lock(&kept).push(line);
-                }
-            }
-        });
+        super::serve_log::follow(stdout, tx, move |line| super::lock(&kept).push(line));
         let mut serve = Serve {
             child,
             dir,

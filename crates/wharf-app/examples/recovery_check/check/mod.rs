@@ -14,6 +14,8 @@ pub mod http;
 pub mod procs;
 pub mod proxy;
 pub mod publisher;
+#[path = "../../support/serve_log.rs"]
+mod serve_log;
 pub mod verify;
 
 use std::net::SocketAddr;

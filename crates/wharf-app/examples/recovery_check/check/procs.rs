@@ -2,7 +2,6 @@
 //! shared ones), and `wharf serve` nodes that can be SIGKILLed and started again on the
 //! same ports.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -204,25 +203,12 @@ impl Node {
         self.child = Some(child);
         let (tx, rx) = mpsc::channel();
         let log = self.dir.path().join("server.log");
-        // Reads the log for as long as the node runs, so its pipe never fills; keeps the
-        // warnings and errors in server.log.
-        std::thread::spawn(move || {
-            let mut kept = std::fs::File::create(log).ok();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if json["message"] == "listening" {
-                    let server = json["server"].as_str().unwrap_or_default().to_owned();
-                    if let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok()) {
-                        let _ = tx.send((server, addr));
-                    }
-                } else if matches!(json["level"].as_str(), Some("WARN" | "ERROR")) {
-                    if let Some(file) = kept.as_mut() {
-                        use std::io::Write as _;
-                        let _ = writeln!(file, "{line}");
-                    }
-                }
+        // Keeps the warnings and errors in server.log.
+        let mut kept = std::fs::File::create(log).ok();
+        super::serve_log::follow(stdout, tx, move |line| {
+            if let Some(file) = kept.as_mut() {
+                use std::io::Write as _;
+                let _ = writeln!(file, "{line}");
             }
         });
         let (mut ws, mut http) = (None, None);

@@ -49,11 +49,7 @@ impl MemoryHistory {
             let mut bytes = 0;
             for (offset, at, message) in &room.messages {
                 if bytes >= PART_BYTES {
-                    let next = RoomSnapshot {
-                        messages: Vec::new(),
-                        keys: Vec::new(),
-                        ..part.clone_head()
-                    };
+                    let next = part.clone_head();
                     parts.push(std::mem::replace(&mut part, next));
                     bytes = 0;
                 }
@@ -126,6 +122,7 @@ pub(crate) struct RoomSnapshot {
 }
 
 impl RoomSnapshot {
+    /// The same room's head (epoch, top, ages), with no messages and no keys: the next part.
     fn clone_head(&self) -> RoomSnapshot {
         RoomSnapshot {
             room: self.room.clone(),

@@ -1,0 +1,31 @@
+//! Following a `wharf serve` child's JSON log (`WHARF_LOG_FORMAT=json`). Shared by the
+//! recovery check and the handover check (`#[path]`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+
+/// Reads `log` on its own thread for as long as any process writes to it, so its pipe
+/// never fills: each `listening` line's server name and address go to `listening`, each
+/// warning or error line to `warning`.
+pub fn follow(
+    log: impl Read + Send + 'static,
+    listening: mpsc::Sender<(String, SocketAddr)>,
+    mut warning: impl FnMut(String) + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(log).lines().map_while(Result::ok) {
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if json["message"] == "listening" {
+                let server = json["server"].as_str().unwrap_or_default().to_owned();
+                if let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok()) {
+                    let _ = listening.send((server, addr));
+                }
+            } else if matches!(json["level"].as_str(), Some("WARN" | "ERROR")) {
+                warning(line);
+            }
+        }
+    });
+}
