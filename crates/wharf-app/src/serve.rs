@@ -145,18 +145,20 @@ async fn start(
     if let Some(inherited) = inherited {
         // Config loaded, store and keys open, servers bound on the predecessor's sockets,
         // cluster joined: healthy. The predecessor stops accepting once it has this, then
-        // hands over its open connections, resumed here before anything is served.
-        match tokio::task::spawn_blocking(move || inherited.confirm()).await {
-            Ok(Ok(arrivals)) => {
-                bound.resume(arrivals);
-                info!(
-                    pid = std::process::id(),
-                    "handover confirmed: this process serves"
-                );
-            }
+        // hands over its open connections: registered here, then released by the
+        // predecessor, then resumed, before anything is served.
+        let arrivals = match tokio::task::spawn_blocking(move || inherited.confirm()).await {
+            Ok(Ok(arrivals)) => arrivals,
             Ok(Err(e)) => return handover_failed(&e),
             Err(e) => return handover_failed(&e),
+        };
+        if let Err(e) = bound.resume(arrivals).await {
+            return handover_failed(&e);
         }
+        info!(
+            pid = std::process::id(),
+            "handover confirmed: this process serves"
+        );
     }
     let upgrader = bound.upgrader();
     let upgrades = match crate::upgrade::Upgrades::new(

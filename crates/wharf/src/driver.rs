@@ -28,6 +28,7 @@ use crate::handler::{CatchUnwind, CloseEvent, Initiator};
 use crate::outbox::Drained;
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
+use crate::server::Phase;
 use crate::{CloseCode, HandlerError, Message};
 
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -88,8 +89,8 @@ pub(crate) struct DriverSettings {
     pub(crate) drain: crate::config::DrainConfig,
     /// The close reason when the process handed over (`[handover] reason`, with 1012).
     pub(crate) handover_reason: String,
-    /// Why the server stopped; set before the shutdown is announced.
-    pub(crate) stop: Arc<std::sync::OnceLock<crate::server::Stop>>,
+    /// Where the server is in stopping; set before a stop is announced.
+    pub(crate) stop: Arc<crate::server::StopPhase>,
     /// Set when the shutdown is announced, before every registered connection's outbox is
     /// told: a connection registered after that finds it set when its driver starts.
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
@@ -288,25 +289,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     return End::Network;
                 }
                 IoEvent::WriteFailed => return End::Network,
-                IoEvent::Stop => {
-                    if self.movable.as_ref().is_some_and(|m| m.may_park()) && self.handed_over() {
+                IoEvent::Stop => match self.settings.stop.get() {
+                    // A stop left over from a handover that failed: serve on.
+                    Phase::Serving => {}
+                    Phase::HandingOver => {
                         // A safe point: nothing is half-decoded (the frames read so far
                         // were dispatched, no handler call is running). Mid-frame, or when
-                        // its handler cannot carry it, it closes with 1012 instead.
-                        if !self.decoder.in_progress() {
+                        // its handler cannot carry it, it serves on instead, and closes with
+                        // 1012 once the successor has taken the others.
+                        if self.movable.as_ref().is_some_and(|m| m.may_park())
+                            && !self.decoder.in_progress()
+                        {
                             if let Some(state) = self.carry() {
                                 return End::Move(Box::new(state));
                             }
                         }
                         self.movable = None;
                     }
-                    let delay = self.settings.drain.delay(self.conn.id().as_u64());
-                    if delay.is_zero() {
-                        return self.drained();
+                    Phase::HandedOver | Phase::Shutdown => {
+                        self.movable = None;
+                        let delay = self.settings.drain.delay(self.conn.id().as_u64());
+                        if delay.is_zero() {
+                            return self.drained();
+                        }
+                        self.drain_at = Some(Instant::now() + delay);
+                        sleep.as_mut().reset(self.next_deadline().into());
                     }
-                    self.drain_at = Some(Instant::now() + delay);
-                    sleep.as_mut().reset(self.next_deadline().into());
-                }
+                },
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
                 IoEvent::Overflow => {
                     warn!(conn = %self.conn.id(), queued = self.conn.queued_bytes(), "slow consumer: outgoing queue full, closing");
@@ -536,7 +545,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn handed_over(&self) -> bool {
-        self.settings.stop.get() == Some(&crate::server::Stop::HandedOver)
+        self.settings.stop.get() == Phase::HandedOver
     }
 
     /// The close of a shutdown: `[drain]`'s code and reason, or 1012 and `[handover]

@@ -126,6 +126,8 @@ struct HandoverCounters {
     moved: AtomicU64,
     /// Connections this process took over open from its predecessor.
     resumed: AtomicU64,
+    /// Connections taken back from a successor that failed before taking them.
+    taken_back: AtomicU64,
     /// The longest pause a connection taken over saw (ms), over every handover.
     pause_max_ms: AtomicU64,
     /// Connections this process closed because it handed over, by reason.
@@ -193,6 +195,13 @@ impl Metrics {
         self.handover.moved.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// `n` connections sent to a successor that failed were taken back.
+    pub(crate) fn handover_taken_back(&self, n: usize) {
+        self.handover
+            .taken_back
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A connection was closed, not moved, by a handover, for `reason` (`not_movable`).
     pub(crate) fn handover_closed(&self, reason: &'static str) {
         *lock(&self.handover.closed).entry(reason).or_default() += 1;
@@ -240,6 +249,7 @@ impl Metrics {
                     .collect(),
                 connections_moved: self.handover.moved.load(Ordering::Relaxed),
                 connections_resumed: self.handover.resumed.load(Ordering::Relaxed),
+                connections_taken_back: self.handover.taken_back.load(Ordering::Relaxed),
                 pause_max_ms: self.handover.pause_max_ms.load(Ordering::Relaxed),
                 connections_closed: lock(&self.handover.closed)
                     .iter()
@@ -299,6 +309,9 @@ pub struct HandoverMetrics {
     pub connections_moved: u64,
     /// Connections this process took over open from its predecessor.
     pub connections_resumed: u64,
+    /// Connections sent to a successor that failed before it took them (it was killed),
+    /// and driven on by this process.
+    pub connections_taken_back: u64,
     /// The longest pause (ms) a connection taken over saw between the predecessor's last
     /// byte and this process's first.
     pub pause_max_ms: u64,
@@ -545,6 +558,11 @@ impl HandoverMetrics {
                 "wharf_handover_connections_resumed_total",
                 "Connections taken over open from the predecessor.",
                 self.connections_resumed,
+            ),
+            (
+                "wharf_handover_connections_taken_back_total",
+                "Connections sent to a successor that failed, driven on by this process.",
+                self.connections_taken_back,
             ),
         ] {
             header(out, name, "counter", help);

@@ -479,6 +479,18 @@ impl Sender {
         }
     }
 
+    /// A connection parked for a successor that failed: forgotten here with no presence
+    /// event (it is registered again, as it was, when this process takes it back).
+    pub(crate) fn forget_parked(&self, id: ConnId) {
+        let Some(conn) = self.hub.registry.get(id) else {
+            return;
+        };
+        conn.0.counters.closed();
+        for room in self.hub.registry.remove(&conn) {
+            self.history_left(&room, id);
+        }
+    }
+
     /// A connection a predecessor handed over: registered as it was, not counted as a new
     /// handshake.
     pub(crate) fn resumed(&self, conn: Conn) {

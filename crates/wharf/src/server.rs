@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::serve::ListenerExt as _;
@@ -44,7 +44,7 @@ use crate::conn::{Conn, ConnShared};
 use crate::driver::{Driver, DriverSettings, Ended, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
-use crate::handover::{Arrivals, Inherited, Mover, Transport, Upgrader};
+use crate::handover::{Arrivals, HandoverError, Inherited, Mover, Transport, Upgrader};
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::{Error, Sender};
 
@@ -52,12 +52,14 @@ mod accept;
 mod client_addr;
 mod http_server;
 mod peers;
+mod phase;
 pub(crate) mod proxy_protocol;
 mod resume;
 mod service;
 mod tls;
 pub(crate) mod upgrade;
 
+pub(crate) use phase::{Phase, StopPhase};
 pub use service::WebSocketService;
 
 /// The entry point: build a [`ServerBuilder`] from a [`Config`].
@@ -245,7 +247,7 @@ impl ServerBuilder {
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (accept_tx, _) = watch::channel(false);
-        let stop = Arc::new(OnceLock::new());
+        let stop = Arc::new(StopPhase::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let mover = Arc::new(Mover::default());
         let tasks = Arc::new(TaskCounter::default());
@@ -438,6 +440,7 @@ fn same_address(server: &ServerConfig, local: SocketAddr) -> bool {
     port && host
 }
 
+#[derive(Clone)]
 enum Listener {
     Websocket(Arc<ServerShared>),
     Http(axum::Router, Option<(TlsAcceptor, Duration)>),
@@ -449,8 +452,8 @@ pub struct BoundServer {
     /// The state of every server that carries WebSocket routes, for [`BoundServer::service`].
     services: Vec<(String, Arc<ServerShared>)>,
     upgrader: Upgrader,
-    /// Why serving stopped, read by every connection's driver when the shutdown comes.
-    stop: Arc<OnceLock<Stop>>,
+    /// Where serving is in stopping, read by every connection's driver when told to stop.
+    stop: Arc<StopPhase>,
     drain_timeout: Duration,
     sender: Sender,
     /// Tells the handshakes in progress to refuse.
@@ -510,13 +513,23 @@ impl BoundServer {
     }
 
     /// Takes over the open connections a predecessor handed over (see
-    /// [`Inherited::confirm`]): same ids, users and rooms, driven on from where the
-    /// predecessor stopped, with no `on_open`. Call it before
-    /// [`serve_until`](BoundServer::serve_until). Returns how many were resumed.
-    pub fn resume(&self, arrivals: Arrivals) -> usize {
-        let resumed = resume::resume(&self.services, arrivals);
+    /// [`Inherited::confirm`]): registers them all (same ids, users and rooms), tells the
+    /// predecessor, and once it lets go of them drives each on from where it stopped, with
+    /// no `on_open`. Call it before [`serve_until`](BoundServer::serve_until). Returns how
+    /// many were resumed.
+    ///
+    /// On an error the predecessor keeps the connections (it kills this process, which must
+    /// exit without serving).
+    pub async fn resume(&self, arrivals: Arrivals) -> Result<usize, HandoverError> {
+        let Arrivals(conns, history, release) = arrivals;
+        resume::restore_history(&self.services, history);
+        let ready = resume::prepare(&self.services, conns);
+        if let Some(release) = release {
+            release.wait(ready.len()).await?;
+        }
+        let resumed = resume::start_moved(&self.services, ready);
         info!(resumed, "resumed the predecessor's open connections");
-        resumed
+        Ok(resumed)
     }
 
     /// Hands this process's listening sockets to a successor process on request (see
@@ -549,41 +562,50 @@ impl BoundServer {
     /// Serves until `stop` completes, then stops as [`serve`](BoundServer::serve) does; with
     /// [`Stop::HandedOver`] the connections close with 1012 and `[handover] reason` (over
     /// `[drain] spread`), and a cluster node leaves its presence to the successor.
-    pub async fn serve_until(self, stop: impl Future<Output = Stop> + Send) -> Result<(), Error> {
-        let mut servers = Vec::new();
-        for (name, addr, listener, kind) in self.listeners {
+    ///
+    /// It also carries out the handovers of its [`upgrader`](BoundServer::upgrader): once a
+    /// successor is healthy it stops accepting, parks the connections that can move and
+    /// hands them over; once the successor has taken them it closes the others with 1012 and
+    /// returns. If the successor fails before that, it takes the connections back, accepts
+    /// again and serves on.
+    pub async fn serve_until(
+        mut self,
+        stop: impl Future<Output = Stop> + Send,
+    ) -> Result<(), Error> {
+        let mut stop = std::pin::pin!(stop);
+        let mut sockets: Vec<TcpListener> = Vec::new();
+        let mut kinds = Vec::new();
+        for (name, addr, listener, kind) in std::mem::take(&mut self.listeners) {
             info!(server = %name, %addr, "listening");
-            let stop = self.accept_tx.subscribe();
-            let task = match kind {
-                Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
-                Listener::Http(router, None) => {
-                    // No Nagle delay: the WebSocket connections this port may carry write
-                    // small frames.
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    tokio::spawn(http_server::serve(listener, router, stop))
-                }
-                Listener::Http(router, Some((acceptor, timeout))) => {
-                    let listener = tls::TlsListener::new(listener, acceptor, timeout);
-                    tokio::spawn(http_server::serve(listener.tap_io(|_| {}), router, stop))
-                }
+            sockets.push(listener);
+            kinds.push((name, kind));
+        }
+        let (why, servers) = loop {
+            let servers = self.start_servers(&kinds, sockets);
+            let go = tokio::select! {
+                why = &mut stop => break (why, servers),
+                () = self.upgrader.going() => servers,
             };
-            servers.push(task);
-        }
-        let why = stop.await;
-        // Set before the drivers hear of the shutdown: they read it to pick their close.
-        let _ = self.stop.set(why);
-        let moving = why == Stop::HandedOver && self.upgrader.is_handed_over();
-        if moving {
-            if let Some((_, shared)) = self.services.first() {
-                shared.mover.open();
+            match self.hand_over(go).await {
+                Ok(()) => break (Stop::HandedOver, Vec::new()),
+                Err(conns) => {
+                    self.take_back(conns);
+                    sockets = self.reopen(&kinds)?;
+                }
             }
-        }
+        };
+        // A successor told `Go` whose connections this process will not send.
+        self.upgrader.cancel();
+        let phase = match why {
+            Stop::HandedOver => Phase::HandedOver,
+            Stop::Shutdown => Phase::Shutdown,
+        };
+        // Set before the drivers hear of the stop: they read it to pick their close.
+        self.stop.set(phase);
         if why == Stop::HandedOver {
             info!(
                 open = self.sender.count(),
-                "handed over: closing this process's connections with 1012"
+                "handed over: closing this process's remaining connections with 1012"
             );
             if let Some(cluster) = self.sender.cluster() {
                 cluster.hand_over();
@@ -593,49 +615,8 @@ impl BoundServer {
         }
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         self.accept_tx.send_replace(true);
-        if why == Stop::HandedOver {
-            // The HTTP requests in flight (pushes, say) finish before the connections park,
-            // so nothing pushed here is lost for a connection that moves.
-            let servers = std::mem::take(&mut servers);
-            let services = &self.services;
-            let _ = tokio::time::timeout(PARK_WAIT, async {
-                for server in servers {
-                    let _ = server.await;
-                }
-                // The accept loops have ended: every connection they took is counted.
-                while (services.iter()).any(|(_, s)| s.handshaking.load(Ordering::Acquire) > 0) {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await;
-        }
         self.shutdown_tx.send_replace(true);
         announce_stop(&self.stopping, &self.services, &self.sender);
-        if moving {
-            let parked = self
-                .services
-                .first()
-                .map(|(_, shared)| shared.mover.clone());
-            let conns = match parked {
-                Some(mover) => mover.collect(PARK_WAIT).await,
-                None => Vec::new(),
-            };
-            // After the connections parked (their positions are read): from here this
-            // process's in-memory history refuses appends, and the successor continues it.
-            let history = self.sender.history_state().hand_over_memory();
-            if !history.is_empty() {
-                info!(
-                    parts = history.len(),
-                    "handing the in-memory history to the successor"
-                );
-            }
-            match self.upgrader.send_connections(conns, history).await {
-                Ok(moved) => info!(moved, "open connections handed to the successor"),
-                Err(e) => {
-                    warn!(error = %e, "open connections could not be handed over; they are lost")
-                }
-            }
-        }
         let drained = tokio::time::timeout_at(deadline, async {
             for server in servers {
                 let _ = server.await;
@@ -654,6 +635,129 @@ impl BoundServer {
             cluster.stop(self.sender.node()).await;
         }
         Ok(())
+    }
+
+    /// Accepts on `sockets` (in the order of `kinds`): one task per server.
+    fn start_servers(
+        &self,
+        kinds: &[(String, Listener)],
+        sockets: Vec<TcpListener>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut servers = Vec::new();
+        for ((_, kind), listener) in kinds.iter().zip(sockets) {
+            let stop = self.accept_tx.subscribe();
+            let task = match kind.clone() {
+                Listener::Websocket(shared) => tokio::spawn(accept_loop(listener, shared, stop)),
+                Listener::Http(router, None) => {
+                    // No Nagle delay: the WebSocket connections this port may carry write
+                    // small frames.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    tokio::spawn(http_server::serve(listener, router, stop))
+                }
+                Listener::Http(router, Some((acceptor, timeout))) => {
+                    let listener = tls::TlsListener::new(listener, acceptor, timeout);
+                    tokio::spawn(http_server::serve(listener.tap_io(|_| {}), router, stop))
+                }
+            };
+            servers.push(task);
+        }
+        servers
+    }
+
+    /// A healthy successor waits: stop accepting, let the requests and handshakes in flight
+    /// finish, park every movable connection and hand them over with the in-memory history.
+    /// The connections back when the successor failed before taking them.
+    async fn hand_over(
+        &self,
+        servers: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), crate::handover::TakenBack> {
+        self.stop.set(Phase::HandingOver);
+        let mover = self
+            .services
+            .first()
+            .map(|(_, shared)| shared.mover.clone());
+        if let Some(mover) = &mover {
+            mover.open();
+        }
+        info!(
+            open = self.sender.count(),
+            "handing over: parking the connections that can move"
+        );
+        self.accept_tx.send_replace(true);
+        // The HTTP requests in flight (pushes, say) finish before the connections park,
+        // so nothing pushed here is lost for a connection that moves.
+        let services = &self.services;
+        let _ = tokio::time::timeout(PARK_WAIT, async {
+            for server in servers {
+                let _ = server.await;
+            }
+            // The accept loops have ended: every connection they took is counted.
+            while (services.iter()).any(|(_, s)| s.handshaking.load(Ordering::Acquire) > 0) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        self.shutdown_tx.send_replace(true);
+        announce_stop(&self.stopping, &self.services, &self.sender);
+        let conns = match mover {
+            Some(mover) => mover.collect(PARK_WAIT).await,
+            None => Vec::new(),
+        };
+        // After the connections parked (their positions are read): from here this
+        // process's in-memory history refuses appends, and the successor continues it.
+        let history = self.sender.history_state().hand_over_memory();
+        if !history.is_empty() {
+            info!(
+                parts = history.len(),
+                "handing the in-memory history to the successor"
+            );
+        }
+        let moved = self.upgrader.send_connections(conns, history).await?;
+        info!(moved, "open connections handed to the successor");
+        Ok(())
+    }
+
+    /// The successor failed before it took the connections (it was killed): serve on as
+    /// before the handover, and drive the parked connections again from where they stopped.
+    fn take_back(&self, conns: crate::handover::TakenBack) {
+        self.stop.set(Phase::Serving);
+        if let Some((_, shared)) = self.services.first() {
+            shared.mover.close();
+        }
+        self.stopping.store(false, Ordering::SeqCst);
+        self.shutdown_tx.send_replace(false);
+        self.accept_tx.send_replace(false);
+        self.sender.history_state().take_back_memory();
+        let ids: Vec<_> = conns.iter().map(|(moved, _)| moved.id).collect();
+        for id in ids {
+            self.sender.forget_parked(crate::ConnId::from_u64(id));
+        }
+        let ready = resume::prepare(&self.services, conns);
+        let taken = ready.len();
+        self.sender.counters().handover_taken_back(taken);
+        resume::start(ready);
+        warn!(
+            taken,
+            "the handover failed: this process took its connections back and serves on"
+        );
+    }
+
+    /// The listening sockets again, for the servers of `kinds`.
+    fn reopen(&self, kinds: &[(String, Listener)]) -> Result<Vec<TcpListener>, Error> {
+        let mut reopened = self.upgrader.reopen()?;
+        let mut sockets = Vec::new();
+        for (name, _) in kinds {
+            let at = reopened
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| Error::Setup(format!("no listening socket for `{name}`")))?;
+            let (_, socket) = reopened.remove(at);
+            socket.set_nonblocking(true)?;
+            sockets.push(TcpListener::from_std(socket)?);
+        }
+        Ok(sockets)
     }
 }
 

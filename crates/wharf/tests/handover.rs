@@ -183,6 +183,7 @@ fn fake_successor() {
         Ok("stranger") => speak(&path, b"SSH-2.0-", 1),
         Ok("takes_over") => take_over(None),
         Ok("takes_over_capped") => take_over(Some(CAP)),
+        Ok("dies_after_go") => dies_after_go(),
         other => panic!("unknown FAKE_SUCCESSOR {other:?}"),
     }
 }
@@ -221,9 +222,31 @@ fn take_over(cap: Option<usize>) {
             .await
             .expect("bind on the inherited socket");
         let arrivals = inherited.confirm().expect("confirm");
-        bound.resume(arrivals);
+        bound.resume(arrivals).await.expect("released");
         let bounded = tokio::time::sleep(Duration::from_secs(60));
         bound.serve(bounded).await.expect("serve");
+    });
+}
+
+/// Confirms, receives the open connections, and exits before registering them: a successor
+/// that crashes in the middle of the handover.
+fn dies_after_go() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut inherited = Inherited::from_env(Duration::from_secs(10))
+            .expect("handover")
+            .expect("started as a successor");
+        let _bound = builder(None)
+            .inherit(&mut inherited)
+            .bind()
+            .await
+            .expect("bind on the inherited socket");
+        let arrivals = inherited.confirm().expect("confirm");
+        println!("received {} connections; crashing", arrivals.len());
+        std::process::exit(3);
     });
 }
 
@@ -309,7 +332,7 @@ async fn a_successor_of_another_format_or_a_stranger_is_refused_before_anything_
     let dir = tempfile::tempdir().expect("dir");
     let (addr, upgrader, sender, _task) = old_server().await;
     for (mode, words) in [
-        ("v1", "format v1, this process v3"),
+        ("v1", "format v1, this process v4"),
         ("stranger", "bad magic"),
     ] {
         let error = upgrader
@@ -372,7 +395,7 @@ async fn whoami(ws: &mut Ws) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_connection_moves_with_its_id_and_misses_no_room_push() {
-    rides_a_handover("/relay").await;
+    rides_a_handover("/relay", false).await;
 }
 
 /// The same through history room `h`, kept in this process's memory: the successor takes
@@ -381,12 +404,22 @@ async fn an_open_connection_moves_with_its_id_and_misses_no_room_push() {
 /// publish of the successor at offset 1 and push the texts again after the recovery).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_connection_moves_with_its_history_position_and_misses_no_publication() {
-    rides_a_handover("/history").await;
+    rides_a_handover("/history", false).await;
+}
+
+/// A successor that crashes after it was sent the connections (before it registered them):
+/// the old process kills it, takes them back and serves on (the connections do not notice,
+/// a connection that could not move is not closed, a new one is accepted, the in-memory
+/// history goes on in the same epoch); a second successor then takes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_dies_with_the_connections_leaves_them_with_the_old_process() {
+    rides_a_handover("/history", true).await;
 }
 
 /// A publisher and a subscriber on `path` (both in one room), 1,500 messages at one a
 /// millisecond through the handover: each arrives once and in order, no close, ids kept.
-async fn rides_a_handover(path: &str) {
+/// With `first_fails`, through a successor that crashes with the connections first.
+async fn rides_a_handover(path: &str, first_fails: bool) {
     const COUNT: u32 = 1500;
     let dir = tempfile::tempdir().expect("dir");
     let (addr, upgrader, sender, task) = old_server().await;
@@ -440,8 +473,36 @@ async fn rides_a_handover(path: &str) {
         (subscriber, last)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A connection that cannot move: served on through a failed handover, 1012 after one.
+    let (mut stuck, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/stuck"))
+        .await
+        .expect("connect");
+    if first_fails {
+        let error = upgrader
+            .upgrade(successor("dies_after_go"), dir.path(), &[])
+            .await
+            .expect_err("the successor crashed");
+        assert!(
+            matches!(error, wharf::handover::HandoverError::Exited { .. }),
+            "{error}"
+        );
+        assert!(!upgrader.is_handed_over());
+        assert!(!task.is_finished(), "the old server serves on");
+        assert!(echoes(addr).await, "the old server accepts again on {addr}");
+        stuck.send(Message::text("x")).await.expect("send");
+        assert_eq!(next_text(&mut stuck).await, "1", "not closed: served on");
+        let handovers = sender.metrics().handovers;
+        assert_eq!((handovers.started, handovers.completed), (1, 0));
+        assert_eq!(handovers.connections_moved, 0);
+        assert_eq!(handovers.connections_taken_back, 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let pid = hand_over(&upgrader, "takes_over", dir.path()).await;
     old_server_stops(task).await;
+    match tokio::time::timeout(Duration::from_secs(10), stuck.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected a 1012 close, got {other:?}"),
+    }
     let mut publisher = publishing.await.expect("publisher");
     let (mut subscriber, last) = tokio::time::timeout(Duration::from_secs(20), receiving)
         .await

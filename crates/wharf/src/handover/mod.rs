@@ -6,11 +6,15 @@
 //! it started and speaks the same handover format, and passes it every listening socket with
 //! SCM_RIGHTS. The successor ([`Inherited::from_env`], then
 //! [`ServerBuilder::inherit`](crate::ServerBuilder::inherit)) binds its servers on them, and
-//! [confirms](Inherited::confirm) once it is healthy; only then does the old process stop
-//! accepting and close its connections with 1012 over `[drain] spread`
-//! ([`Stop::HandedOver`](crate::server::Stop)). If the successor exits, is of another
-//! format, or does not confirm within `[handover] timeout`, the old process kills it and
-//! keeps serving everything.
+//! [confirms](Inherited::confirm) once it is healthy. The old process then stops accepting
+//! ([`serve_until`](crate::BoundServer::serve_until) does it), parks its movable
+//! connections and sends them; the successor registers them all
+//! ([`BoundServer::resume`](crate::BoundServer::resume)) and says so, and only then does the
+//! old process let go of them, commit, and close the others with 1012 over `[drain]
+//! spread` ([`Stop::HandedOver`](crate::server::Stop)). If the successor exits, is of
+//! another format, or does not answer within `[handover] timeout` at any step before that,
+//! the old process kills it and keeps serving everything: the connections it had sent
+//! too, which it drives on itself (the successor never touched them).
 //!
 //! ```no_run
 //! use wharf::handover::Inherited;
@@ -30,7 +34,7 @@
 //!     let arrivals = tokio::task::spawn_blocking(move || inherited.confirm())
 //!         .await
 //!         .map_err(std::io::Error::other)??;
-//!     bound.resume(arrivals);
+//!     bound.resume(arrivals).await?;
 //! }
 //! let upgrader = bound.upgrader();
 //! let stop = async move {
@@ -64,8 +68,10 @@ mod wire;
 pub use error::HandoverError;
 pub use moving::Arrivals;
 pub(crate) use moving::{MovableGuard, Mover, Parked, Transport, now_ms};
+pub(crate) use predecessor::TakenBack;
 pub use predecessor::Upgrader;
 pub use successor::Inherited;
+pub(crate) use wire::MovedConn;
 pub(crate) use wire::hex::{decode as hex_decode, encode as hex_encode};
 
 /// The environment variable that names the handover socket in a successor's environment.

@@ -61,7 +61,7 @@ pub(crate) struct Mover {
     parked: Mutex<Vec<(Conn, MovedConn, OwnedFd)>>,
     undecided: AtomicUsize,
     decided: Notify,
-    /// Set once a successor has committed: only then may a connection park (a
+    /// Set while a healthy successor waits for the connections: only then may a connection park (a
     /// `Stop::HandedOver` without one closes them all with 1012).
     open: AtomicBool,
 }
@@ -85,9 +85,14 @@ impl Drop for MovableGuard {
 }
 
 impl Mover {
-    /// A successor committed: movable connections may park from now on.
+    /// A successor is healthy: movable connections may park from now on.
     pub(crate) fn open(&self) {
         self.open.store(true, Ordering::Release);
+    }
+
+    /// The handover failed: connections no longer park.
+    pub(crate) fn close(&self) {
+        self.open.store(false, Ordering::Release);
     }
 
     /// A movable connection opened (or was resumed).
@@ -195,6 +200,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Arrivals(
     pub(crate) Vec<(MovedConn, OwnedFd)>,
     pub(crate) Vec<crate::history::RoomSnapshot>,
+    /// The predecessor to tell once they are registered (`None`: they are this process's
+    /// own, taken back from a successor that failed).
+    pub(crate) Option<super::successor::Release>,
 );
 
 impl Arrivals {

@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use super::channel::{Channel, ChannelError, MAX_FDS};
@@ -35,9 +35,24 @@ struct Inner {
     /// The successor being tried (0 while it starts), or the one handed over to.
     running: Mutex<Option<u32>>,
     committed: watch::Sender<bool>,
-    /// The handover socket after `Go`, for the open connections.
-    channel: Mutex<Option<Channel>>,
+    /// Set while a successor told `Go` waits for the connections (see [`Upgrader::going`]).
+    going: watch::Sender<bool>,
+    /// That successor, until `serve_until` hands it the connections.
+    handing: Mutex<Option<Handing>>,
 }
+
+/// A successor told `Go`: the connections are to be sent to it, and the outcome reported to
+/// [`Upgrader::upgrade`].
+struct Handing {
+    pid: u32,
+    child: Child,
+    channel: Channel,
+    outcome: oneshot::Sender<Result<usize, HandoverError>>,
+}
+
+/// What [`Upgrader::send_connections`] gives back when the successor failed: the
+/// connections, still this process's.
+pub(crate) type TakenBack = Vec<(MovedConn, OwnedFd)>;
 
 impl std::fmt::Debug for Upgrader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,17 +86,22 @@ impl Upgrader {
             timeout,
             running: Mutex::new(None),
             committed: watch::channel(false).0,
-            channel: Mutex::new(None),
+            going: watch::channel(false).0,
+            handing: Mutex::new(None),
         }))
     }
 
     /// Starts `successor` (normally this binary, with this process's arguments and
     /// environment) with [`HANDOVER_ENV`] naming a socket created in `socket_dir`, and hands
     /// it every server's listening socket plus `extra` (the application's own listening Unix
-    /// sockets, by name). Returns the successor's pid once it has confirmed and this process
-    /// has committed: from then on [`handed_over`](Upgrader::handed_over) is complete.
+    /// sockets, by name). Once it is healthy, [`serve_until`](crate::BoundServer::serve_until)
+    /// (which must be running) stops accepting and hands it the open connections. Returns the
+    /// successor's pid once it has registered them all and this process has committed: from
+    /// then on [`handed_over`](Upgrader::handed_over) is complete.
     ///
-    /// On any error this process keeps serving everything and the successor is stopped.
+    /// On any error this process keeps serving everything and the successor is stopped; a
+    /// successor that fails after it was sent the connections is killed first, and this
+    /// process drives them on itself.
     pub async fn upgrade(
         &self,
         successor: Command,
@@ -113,7 +133,7 @@ impl Upgrader {
         let path = socket_dir.join(format!("wharf-handover-{}.sock", std::process::id()));
         let timeout = inner.timeout;
         let this = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
+        let started = tokio::task::spawn_blocking(move || {
             let offer = offer?;
             run(successor, &path, timeout, &offer, |pid| {
                 this.set_running(pid)
@@ -121,16 +141,38 @@ impl Upgrader {
         })
         .await
         .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))));
+        let outcome = match started {
+            Ok((pid, child, channel)) => {
+                let (tx, rx) = oneshot::channel();
+                *lock(&inner.handing) = Some(Handing {
+                    pid,
+                    child,
+                    channel,
+                    outcome: tx,
+                });
+                info!(
+                    successor = pid,
+                    "the successor is healthy: this process stops accepting and hands it the open connections"
+                );
+                inner.going.send_replace(true);
+                match rx.await {
+                    Ok(Ok(_)) => Ok(pid),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(HandoverError::Io(
+                        "the server stopped serving during the handover".into(),
+                    )),
+                }
+            }
+            Err(error) => Err(error),
+        };
         match outcome {
-            Ok((pid, channel)) => {
-                *inner.channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+            Ok(pid) => {
                 claim.1 = true;
                 counters.handover_completed();
                 info!(
                     successor = pid,
                     "handover completed: the successor serves, this process stops accepting"
                 );
-                inner.committed.send_replace(true);
                 Ok(pid)
             }
             Err(error) => {
@@ -141,49 +183,96 @@ impl Upgrader {
         }
     }
 
-    /// Sends the in-memory history (if any), then the parked connections to the successor,
-    /// then `Done`. Called once, by `serve_until`, after the handover committed.
+    /// Completes when a successor has been told `Go`: `serve_until` then parks the
+    /// connections and calls [`send_connections`](Upgrader::send_connections).
+    pub(crate) async fn going(&self) {
+        let mut going = self.0.going.subscribe();
+        let _ = going.wait_for(|go| *go).await;
+    }
+
+    /// Sends the in-memory history (if any), then the parked connections to the successor
+    /// told `Go`, then `Done`; waits (at most `[handover] timeout`) for it to say it
+    /// registered them all, then releases them to it and commits. Called by `serve_until`.
+    ///
+    /// When the successor fails before that (it exits, hangs up, refuses or stays silent),
+    /// it is killed (so it never drives them) and the connections come back, still this
+    /// process's: the caller drives them on.
     pub(crate) async fn send_connections(
         &self,
         conns: Vec<(MovedConn, OwnedFd)>,
         history: Vec<RoomSnapshot>,
-    ) -> Result<usize, HandoverError> {
-        let channel = self
-            .0
-            .channel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(mut channel) = channel else {
-            return Err(HandoverError::Io(
-                "no successor to send connections to".into(),
-            ));
+    ) -> Result<usize, TakenBack> {
+        let inner = &*self.0;
+        inner.going.send_replace(false);
+        let Some(handing) = lock(&inner.handing).take() else {
+            return Err(conns);
         };
-        let counters = self.0.sender.clone();
-        let timeout = self.0.timeout;
-        tokio::task::spawn_blocking(move || {
-            let failed = |e: std::io::Error| HandoverError::Io(format!("sending connections: {e}"));
-            channel.set_timeout(timeout).map_err(failed)?;
-            for rooms in batches(history, usize::MAX, RoomSnapshot::weight) {
-                channel
-                    .send(&Message::History { rooms }, &[])
-                    .map_err(failed)?;
+        let Handing {
+            pid,
+            mut child,
+            mut channel,
+            outcome,
+        } = handing;
+        let timeout = inner.timeout;
+        let delivered = tokio::task::spawn_blocking(move || {
+            let result = deliver(&mut channel, &mut child, pid, timeout, &conns, history);
+            if result.is_err() {
+                // Killed and reaped before the connections are driven here again: a
+                // successor that could still write to them would own them too.
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let mut sent = 0;
-            for batch in batches(conns, MAX_FDS, |(conn, _)| conn.weight()) {
-                let (states, fds): (Vec<MovedConn>, Vec<OwnedFd>) = batch.into_iter().unzip();
-                let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-                channel
-                    .send(&Message::Connections { conns: states }, &borrowed)
-                    .map_err(failed)?;
-                sent += fds.len();
-                counters.counters().handover_moved(fds.len());
-            }
-            channel.send(&Message::Done, &[]).map_err(failed)?;
-            Ok(sent)
+            (result, conns)
         })
-        .await
-        .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))))
+        .await;
+        let (result, conns) = match delivered {
+            Ok(done) => done,
+            Err(e) => (
+                Err(HandoverError::Io(format!("handover task failed: {e}"))),
+                Vec::new(),
+            ),
+        };
+        match result {
+            Ok(moved) => {
+                inner.sender.counters().handover_moved(moved);
+                inner.committed.send_replace(true);
+                let _ = outcome.send(Ok(moved));
+                Ok(moved)
+            }
+            Err(error) => {
+                warn!(
+                    successor = pid,
+                    connections = conns.len(),
+                    error = %error,
+                    "the successor failed before taking the connections: it was killed, this process drives them on"
+                );
+                let _ = outcome.send(Err(error));
+                Err(conns)
+            }
+        }
+    }
+
+    /// Stops a successor told `Go` whose connections will not be sent (this process is
+    /// shutting down instead): it is killed, and [`upgrade`](Upgrader::upgrade) fails.
+    pub(crate) fn cancel(&self) {
+        self.0.going.send_replace(false);
+        if let Some(mut handing) = lock(&self.0.handing).take() {
+            let _ = handing.child.kill();
+            let _ = handing.child.wait();
+            let _ = handing.outcome.send(Err(HandoverError::Refused(
+                "this process is shutting down".into(),
+            )));
+        }
+    }
+
+    /// New listening sockets on the same ports (duplicates of the servers' own), by server
+    /// name: to accept again after a handover that failed once this process had stopped.
+    pub(crate) fn reopen(&self) -> std::io::Result<Vec<(String, std::net::TcpListener)>> {
+        self.0
+            .listeners
+            .iter()
+            .map(|(name, fd)| Ok((name.clone(), std::net::TcpListener::from(fd.try_clone()?))))
+            .collect()
     }
 
     /// Whether a handover has committed.
@@ -276,7 +365,7 @@ fn run(
     timeout: Duration,
     offer: &Offer,
     started: impl FnOnce(u32),
-) -> Result<(u32, Channel), HandoverError> {
+) -> Result<(u32, Child, Channel), HandoverError> {
     let deadline = Instant::now() + timeout;
     // Our own pid names the file: one left by a crash of this very process is the only one
     // we may remove.
@@ -308,7 +397,7 @@ fn run(
         let _ = child.kill();
         let _ = child.wait();
     }
-    result.map(|channel| (pid, channel))
+    result.map(|channel| (pid, child, channel))
 }
 
 fn converse(
@@ -377,6 +466,49 @@ fn converse(
     Ok(channel)
 }
 
+/// The successor's side of the connections: the history, the connections (their sockets
+/// borrowed: this process keeps its own until the end), `Done`; then its `Resumed`, and
+/// `Released` back. Blocking.
+fn deliver(
+    channel: &mut Channel,
+    child: &mut Child,
+    pid: u32,
+    timeout: Duration,
+    conns: &[(MovedConn, OwnedFd)],
+    history: Vec<RoomSnapshot>,
+) -> Result<usize, HandoverError> {
+    let failed = |e: std::io::Error| HandoverError::Io(format!("sending connections: {e}"));
+    channel.set_timeout(timeout).map_err(failed)?;
+    for rooms in batches(history, usize::MAX, RoomSnapshot::weight) {
+        channel
+            .send(&Message::History { rooms }, &[])
+            .map_err(failed)?;
+    }
+    let all: Vec<&(MovedConn, OwnedFd)> = conns.iter().collect();
+    for batch in batches(all, MAX_FDS, |(conn, _)| conn.weight()) {
+        let states = batch.iter().map(|(conn, _)| conn.clone()).collect();
+        let fds: Vec<_> = batch.iter().map(|(_, fd)| fd.as_fd()).collect();
+        channel
+            .send(&Message::Connections { conns: states }, &fds)
+            .map_err(failed)?;
+    }
+    channel.send(&Message::Done, &[]).map_err(failed)?;
+    match receive(channel, child, pid)? {
+        Message::Resumed { count } => {
+            if count != conns.len() {
+                warn!(
+                    sent = conns.len(),
+                    registered = count,
+                    "the successor did not take every connection (no such server or route there)"
+                );
+            }
+        }
+        other => return Err(unexpected(channel, "resumed", &other)),
+    }
+    channel.send(&Message::Released, &[]).map_err(failed)?;
+    Ok(conns.len())
+}
+
 /// The next message from the successor, or why there is none.
 fn receive(channel: &mut Channel, child: &mut Child, pid: u32) -> Result<Message, HandoverError> {
     match channel.recv() {
@@ -404,6 +536,10 @@ fn receive(channel: &mut Channel, child: &mut Child, pid: u32) -> Result<Message
             Err(HandoverError::Io(e.to_string()))
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unexpected(channel: &mut Channel, wanted: &str, got: &Message) -> HandoverError {

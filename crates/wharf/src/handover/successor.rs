@@ -127,10 +127,12 @@ impl Inherited {
         Some(self.unix.remove(at).1)
     }
 
-    /// Tells the predecessor this process is up and healthy, waits for it to commit (it
-    /// stops accepting), then receives its open connections. Give them to
-    /// [`BoundServer::resume`](crate::BoundServer::resume), then serve. On an error the
-    /// predecessor keeps serving and this process must exit. Blocking.
+    /// Tells the predecessor this process is up and healthy, waits for its `Go` (it stops
+    /// accepting), then receives its open connections. Give them to
+    /// [`BoundServer::resume`](crate::BoundServer::resume), which registers them, tells the
+    /// predecessor, and drives them once it lets go of them; then serve. On an error the
+    /// predecessor keeps serving everything (the connections too) and this process must
+    /// exit. Blocking.
     pub fn confirm(mut self) -> Result<Arrivals, HandoverError> {
         self.channel.set_timeout(self.timeout).map_err(io)?;
         self.channel.send(&Message::Ready, &[]).map_err(io)?;
@@ -141,8 +143,8 @@ impl Inherited {
                 return Err(HandoverError::Io(format!("expected `go`, got {other:?}")));
             }
         }
-        // Committed: from here the listening sockets are ours whatever happens; connections
-        // that do not arrive are lost (their sockets close with the predecessor).
+        // The predecessor has stopped accepting, and owns its connections until it releases
+        // them (`Release::wait`): none of them may be read or written here before.
         let mut arrivals = Vec::new();
         let mut history = Vec::new();
         loop {
@@ -164,7 +166,11 @@ impl Inherited {
             history_rooms = history.len(),
             "received the predecessor's open connections"
         );
-        Ok(Arrivals(arrivals, history))
+        let release = Release {
+            channel: self.channel,
+            timeout: self.timeout,
+        };
+        Ok(Arrivals(arrivals, history, Some(release)))
     }
 
     /// Refuses the handover (this process cannot serve), telling the predecessor why.
@@ -175,6 +181,43 @@ impl Inherited {
             },
             &[],
         );
+    }
+}
+
+/// The last exchange of a handover, in the successor: it says it has registered the
+/// connections, and the predecessor lets go of them.
+pub(crate) struct Release {
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release").finish_non_exhaustive()
+    }
+}
+
+impl Release {
+    /// Says `count` connections are registered, and waits for `Released`. On an error the
+    /// predecessor keeps them (it kills this process): drive none of them.
+    pub(crate) async fn wait(self, count: usize) -> Result<(), HandoverError> {
+        tokio::task::spawn_blocking(move || self.exchange(count))
+            .await
+            .unwrap_or_else(|e| Err(HandoverError::Io(format!("handover task failed: {e}"))))
+    }
+
+    fn exchange(mut self, count: usize) -> Result<(), HandoverError> {
+        self.channel.set_timeout(self.timeout).map_err(io)?;
+        self.channel
+            .send(&Message::Resumed { count }, &[])
+            .map_err(io)?;
+        match self.channel.recv().map_err(from_channel)? {
+            (Message::Released, _) => Ok(()),
+            (Message::Refused { reason }, _) => Err(HandoverError::Refused(reason)),
+            (other, _) => Err(HandoverError::Io(format!(
+                "expected `released`, got {other:?}"
+            ))),
+        }
     }
 }
 

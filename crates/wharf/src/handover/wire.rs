@@ -18,8 +18,15 @@
 //! old → new  Go                                      (the old one stops accepting)
 //! old → new  History { rooms }                       (the in-memory history, repeated; v3)
 //! old → new  Connections { conns }                   + one fd per connection (repeated)
-//! old → new  Done                                    (the successor may serve)
+//! old → new  Done                                    (no more connections)
+//! new → old  Resumed { count }                        (all registered, none driven yet; v4)
+//! old → new  Released                                (committed: the successor serves; v4)
 //! ```
+//!
+//! Until `Released` the old process owns every connection it sent: it keeps their sockets
+//! and states, and the successor touches none of them. A successor that exits, hangs up,
+//! refuses or stays silent past the timeout before `Resumed` arrives is killed, and the old
+//! process drives the connections on itself.
 //!
 //! Byte strings (a partial frame header, queued bytes, binary publications) travel as
 //! lowercase hex strings, half the size of JSON arrays of numbers.
@@ -36,7 +43,9 @@ pub(crate) const MAGIC: [u8; 8] = *b"WHARF-HO";
 /// - v3: a connection's history positions per room and its handler's carried state
 ///   ([`Handler::carry`](crate::Handler::carry)), the in-memory history (`History`), bytes
 ///   as hex.
-pub(crate) const VERSION: u16 = 3;
+/// - v4: `Resumed` and `Released`: the old process keeps the connections until the successor
+///   has registered them all, and takes them back if it fails before.
+pub(crate) const VERSION: u16 = 4;
 /// Magic, version and length.
 pub(crate) const HEAD_LEN: usize = 14;
 /// The largest JSON body accepted: above one publication or one connection's queue at the
@@ -80,8 +89,17 @@ pub(crate) enum Message {
         /// Each room's epoch, top and kept publications.
         rooms: Vec<crate::history::RoomSnapshot>,
     },
-    /// No more connections: the successor serves from now on.
+    /// No more connections: the successor registers them, then says `Resumed`.
     Done,
+    /// The successor has registered every connection it received and drives none of them
+    /// yet: it waits for `Released`.
+    Resumed {
+        /// How many it registered.
+        count: usize,
+    },
+    /// The old process has committed: the connections are the successor's, which drives them
+    /// and serves from now on. The old process closes what could not move and exits.
+    Released,
     /// The sender will not go on, and why.
     Refused {
         /// Said in the other side's log.
@@ -287,7 +305,7 @@ mod tests {
         assert!(
             FrameError::Version(1)
                 .to_string()
-                .contains("v1, this process v3"),
+                .contains("v1, this process v4"),
             "{}",
             FrameError::Version(1)
         );

@@ -156,6 +156,14 @@ impl HistoryState {
         }
     }
 
+    /// The successor failed before taking the history: appends are accepted here again
+    /// (nothing was appended anywhere since [`hand_over_memory`](Self::hand_over_memory)).
+    pub(crate) fn take_back_memory(&self) {
+        if let Some(memory) = self.memory.get() {
+            memory.take_back();
+        }
+    }
+
     /// In the successor, before it resumes the moved connections: takes the predecessor's
     /// in-memory rooms into its own default store. `None` (and nothing taken) when this
     /// process was given a store of its own.

@@ -6,6 +6,9 @@
 //! every connection is registered and rejoins its rooms (history rooms marked recovering, so
 //! live publications wait for it); then each task sends what its connection missed in its
 //! history rooms since the position it had reached, and only then drives it on.
+//!
+//! The same path takes connections back in the old process when its successor failed
+//! before taking them ([`BoundServer::serve_until`](crate::BoundServer::serve_until)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,14 +20,15 @@ use super::{ServerShared, ended_as};
 use crate::CloseCode;
 use crate::conn::{Conn, ConnShared, UserId};
 use crate::handler::ResumeEvent;
-use crate::handover::Arrivals;
+use crate::handover::MovedConn;
+use std::os::fd::OwnedFd;
 
-/// Registers every connection a predecessor handed over (same id, user and rooms) before
-/// any of them runs, so that a message one of them sends to a room reaches all the others
-/// that moved; then drives each on from where the predecessor stopped. A connection whose
-/// server or route this process does not have is dropped.
-pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrivals) -> usize {
-    let Arrivals(arrivals, history) = arrivals;
+/// Takes the predecessor's in-memory history (before the connections: their positions
+/// continue it).
+pub(super) fn restore_history(
+    services: &[(String, Arc<ServerShared>)],
+    history: Vec<crate::history::RoomSnapshot>,
+) {
     if let (false, Some((_, shared))) = (history.is_empty(), services.first()) {
         let parts = history.len();
         match shared.sender.history_state().restore_memory(history) {
@@ -38,11 +42,18 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
             ),
         }
     }
+}
+
+/// Registers every moved connection (same id, user and rooms) before any of them runs, so
+/// that a message one of them sends to a room reaches all the others that moved; they are
+/// driven by [`start`]. A connection whose server or route this process does not have is
+/// dropped.
+pub(super) fn prepare(
+    services: &[(String, Arc<ServerShared>)],
+    arrivals: Vec<(MovedConn, OwnedFd)>,
+) -> Vec<Ready> {
     let mut ready = Vec::new();
-    let mut pauses = Vec::new();
-    let now = crate::handover::now_ms();
     for (moved, fd) in arrivals {
-        pauses.push(now.saturating_sub(moved.parked_at_ms));
         let id = crate::ConnId::from_u64(moved.id);
         let Some((_, shared)) = services.iter().find(|(name, _)| *name == moved.server) else {
             warn!(conn = %id, server = moved.server, "no such server here: connection dropped");
@@ -147,9 +158,21 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
             read: moved.read,
             recover,
             held: (slot, admission),
+            parked_at_ms: moved.parked_at_ms,
         });
     }
+    ready
+}
+
+/// Drives the connections a predecessor handed over (see [`start`]), and reports the pause
+/// they saw. Returns how many.
+pub(super) fn start_moved(services: &[(String, Arc<ServerShared>)], ready: Vec<Ready>) -> usize {
     let resumed = ready.len();
+    let now = crate::handover::now_ms();
+    let mut pauses: Vec<u64> = ready
+        .iter()
+        .map(|r| now.saturating_sub(r.parked_at_ms))
+        .collect();
     pauses.sort_unstable();
     if let (Some(max), Some((_, shared))) = (pauses.last(), services.first()) {
         let p50 = pauses[pauses.len() / 2];
@@ -163,6 +186,13 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         );
         shared.sender.counters().handover_resumed(resumed, *max);
     }
+    start(ready);
+    resumed
+}
+
+/// Drives registered connections on from where they stopped: each first gets what it
+/// missed in its history rooms.
+pub(super) fn start(ready: Vec<Ready>) {
     for Ready {
         shared,
         route,
@@ -171,6 +201,7 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
         read,
         recover,
         held,
+        ..
     } in ready
     {
         let handle = conn.clone();
@@ -191,11 +222,10 @@ pub(super) fn resume(services: &[(String, Arc<ServerShared>)], arrivals: Arrival
             });
         }
     }
-    resumed
 }
 
 /// A moved connection registered and about to be driven.
-struct Ready {
+pub(super) struct Ready {
     shared: Arc<ServerShared>,
     route: Arc<crate::routing::CompiledRoute>,
     conn: Conn,
@@ -207,6 +237,8 @@ struct Ready {
     /// Its places under `max_connections` and `max_connections_per_ip`, given back when it
     /// ends.
     held: (super::accept::Slot, super::peers::Admission),
+    /// When the predecessor stopped serving it (ms since the Unix epoch).
+    parked_at_ms: u64,
 }
 
 /// Sends a moved connection what it missed in each history room since the position its

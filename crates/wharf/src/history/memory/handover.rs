@@ -14,6 +14,12 @@ use crate::Message;
 const PART_BYTES: usize = 2 << 20;
 
 impl MemoryHistory {
+    /// Accepts appends again after a [`hand_over`](MemoryHistory::hand_over) whose
+    /// successor failed before it took the snapshot over: the rooms here are as they were.
+    pub(crate) fn take_back(&self) {
+        self.frozen.store(false, Ordering::Release);
+    }
+
     /// Freezes the store (every later append fails with
     /// [`HistoryError::Unavailable`](crate::history::HistoryError::Unavailable)) and returns its rooms as they are now, large rooms in
     /// several parts, for a successor's [`restore`](MemoryHistory::restore).
