@@ -26,7 +26,7 @@
 # upgrade); exits 1 on any close of a plain connection, any loss, duplicate or reordering,
 # or TLS closes that are not 1012 or not spread over the window (2 if it could not run).
 # The short version runs in the test suite: crates/wharf-app/tests/handover.rs
-# `clients_ride_three_upgrades_and_a_crashing_successor_with_nothing_lost`. Figures of a
+# `clients_ride_three_upgrades_and_two_failing_successors_with_nothing_lost`. Figures of a
 # run are in docs/operations.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,7 +2,9 @@
 //! `wharf serve` with 10,000 plain connections (echo clients on `/echo`, subscribers of the
 //! rooms protocol on `/wss/rooms` receiving 1,000 publications a second over 500 rooms) and
 //! 100 TLS connections, through three `wharf upgrade`s in a row with a successor that
-//! crashes on start between the first and the second. It prints what the clients saw
+//! crashes on start between the first and the second, and one that dies with the open
+//! connections it was sent (this binary, started as the successor) between the second and
+//! the third. It prints what the clients saw
 //! (closes, lost, duplicated, out of order, the largest pause each saw as p50/p99/max; the
 //! TLS closes' codes and spread per upgrade) and exits 1 on any failure.
 //!
@@ -53,8 +55,9 @@ struct Args {
     /// The server's `[drain] spread`, in seconds.
     #[arg(long, default_value_t = 10)]
     spread_secs: u64,
-    /// Upgrades in a row (a successor crashes on start before the second); 0 runs the same
-    /// load without any, for a baseline of the pauses.
+    /// Upgrades in a row (a successor crashes on start before the second, another dies
+    /// with the connections before the third); 0 runs the same load without any, for a
+    /// baseline of the pauses.
     #[arg(long, default_value_t = 3)]
     upgrades: usize,
     /// Seconds of traffic before the first upgrade and after the last.
@@ -63,7 +66,18 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Started by the server as its successor: the one that dies with the connections.
+    if let Some(status) = check::dying::die_with_connections() {
+        return ExitCode::from(status);
+    }
     let args = Args::parse();
+    let dying_successor = match std::env::current_exe() {
+        Ok(exe) => vec![exe.display().to_string()],
+        Err(e) => {
+            eprintln!("handover-check: where is this binary? {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (echo, subscribers) = if args.no_rooms {
         (args.conns, 0)
     } else {
@@ -80,6 +94,7 @@ fn main() -> ExitCode {
         tls: args.tls,
         spread: Duration::from_secs(args.spread_secs),
         upgrades: args.upgrades,
+        dying_successor,
         warmup: Duration::from_secs(args.warmup_secs),
         connect_concurrency: 64,
     };

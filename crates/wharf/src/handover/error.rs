@@ -20,9 +20,9 @@ pub enum HandoverError {
         #[source]
         source: io::Error,
     },
-    /// The successor exited before confirming (a config that does not load exits 2; see its
-    /// log lines above this one). Fix what it said and retry.
-    #[error("the successor (pid {pid}) exited before confirming: {status}")]
+    /// The successor exited before taking over (a config that does not load exits 2; see
+    /// its log lines above this one). Fix what it said and retry.
+    #[error("the successor (pid {pid}) exited before taking over: {status}")]
     Exited {
         /// Its process id.
         pid: u32,

@@ -2,7 +2,8 @@
 //! (echo clients on `/echo`, subscribers of the rooms protocol on `/wss/rooms` receiving a
 //! room push through `POST /api/publish`) and TLS connections, through three `wharf
 //! upgrade`s in a row with a successor that crashes on start between the first and the
-//! second. The clients, not the server's counters, report: closes, lost, duplicated and
+//! second, and one that dies with the open connections it was sent between the second and
+//! the third. The clients, not the server's counters, report: closes, lost, duplicated and
 //! out-of-order messages, the largest pause each saw; the TLS connections each get 1012
 //! spread over `[drain] spread` at every upgrade.
 //!
@@ -10,6 +11,7 @@
 //! `tests/handover.rs` (a short one). Needs a multi-threaded Tokio runtime.
 
 pub mod clients;
+pub mod dying;
 #[path = "../../support/http.rs"]
 pub mod http;
 #[path = "../../../../wharf-client/tests/common/tls.rs"]
@@ -50,8 +52,11 @@ pub struct Options {
     /// The server's `[drain] spread`.
     pub spread: Duration,
     /// Upgrades in a row (3 for the acceptance; a successor crashes on start before the
-    /// second; 0 measures the same load without any, for a baseline of the pauses).
+    /// second, another dies with the connections before the third; 0 measures the same
+    /// load without any, for a baseline of the pauses).
     pub upgrades: usize,
+    /// The command that runs [`dying::die_with_connections`] when started as a successor.
+    pub dying_successor: Vec<String>,
     /// Traffic before the first upgrade, and after the last one's spread.
     pub warmup: Duration,
     /// Connections opened at once while connecting.
@@ -181,8 +186,9 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
         ))
     });
 
-    // The upgrades, a crashing successor before the second. Each waits for the TLS clients
-    // closed by the one before to be back.
+    // The upgrades, a successor crashing on start before the second and one dying with the
+    // connections before the third. Each waits for the TLS clients closed by the one before
+    // to be back.
     let mut upgrades = Vec::new();
     let mut crashes = 0;
     tokio::time::sleep(options.warmup).await;
@@ -192,6 +198,17 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
             crashes += 1;
             eprintln!(
                 "handover-check: a successor crashed on start at {:.1?}; the old process serves on",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if round == 2 {
+            serve
+                .dying_upgrade(&options.wharf, &options.dying_successor)
+                .await?;
+            crashes += 1;
+            eprintln!(
+                "handover-check: a successor died with the connections at {:.1?}; the old process took them back",
                 started.elapsed()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -90,7 +90,8 @@ pub struct TlsRound {
 pub struct Report {
     /// Upgrades that went through.
     pub upgrades: usize,
-    /// Upgrades refused because the successor crashed.
+    /// Upgrades that failed because the successor crashed (on start, or with the
+    /// connections it was sent).
     pub crashes: usize,
     /// Echo clients.
     pub echo: Tally,
@@ -299,7 +300,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "handover-check: {} plain connections ({} echo, {} room subscribers), {} TLS; \
-             {} upgrades + {} crashing successor",
+             {} upgrades + {} failing successors",
             self.echo.clients + self.subscribers.clients,
             self.echo.clients,
             self.subscribers.clients,

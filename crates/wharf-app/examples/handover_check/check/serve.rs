@@ -155,8 +155,31 @@ impl Serve {
         let outcome = upgrade(wharf, &self.data()).await;
         self.switch_binary(&std::fs::canonicalize(wharf)?)?;
         let (ok, output) = outcome?;
-        if ok || !output.contains("exited before confirming") {
+        if ok || !output.contains("exited before taking over") {
             return Err(format!("the crashing successor was not refused: {output}").into());
+        }
+        Ok(())
+    }
+
+    /// Switches the release to `dying` (a command running
+    /// [`die_with_connections`](super::dying::die_with_connections)) and asks for an upgrade,
+    /// which must fail once that successor has been sent the connections and exited; the
+    /// old process takes them back and serves on. Then switches back to `wharf`.
+    pub async fn dying_upgrade(&mut self, wharf: &Path, dying: &[String]) -> Result<(), Error> {
+        let script = self.dir.path().join("dying.sh");
+        let quoted: Vec<String> = dying
+            .iter()
+            .map(|word| format!("'{}'", word.replace('\'', "'\\''")))
+            .collect();
+        std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        self.switch_binary(&script)?;
+        let outcome = upgrade(wharf, &self.data()).await;
+        self.switch_binary(&std::fs::canonicalize(wharf)?)?;
+        let (ok, output) = outcome?;
+        let status = format!("exit status: {}", super::dying::STATUS);
+        if ok || !output.contains("exited before taking over") || !output.contains(&status) {
+            return Err(format!("the dying successor was not refused: {output}").into());
         }
         Ok(())
     }
