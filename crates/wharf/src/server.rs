@@ -734,12 +734,15 @@ impl BoundServer {
         for id in ids {
             self.sender.forget_parked(crate::ConnId::from_u64(id));
         }
+        let parked_at = conns.iter().map(|(moved, _)| moved.parked_at_ms).min();
         let ready = resume::prepare(&self.services, conns);
         let taken = ready.len();
         self.sender.counters().handover_taken_back(taken);
         resume::start(ready);
+        let pause_max_ms = parked_at.map(|at| crate::handover::now_ms().saturating_sub(at));
         warn!(
             taken,
+            pause_max_ms,
             "the handover failed: this process took its connections back and serves on"
         );
     }
