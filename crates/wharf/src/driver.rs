@@ -10,7 +10,7 @@
 //! requests are events inside its loop, so `on_close` always runs exactly once.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future as _, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -260,6 +260,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     async fn main_loop(&mut self) -> End {
         let sleep = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(sleep);
+        // Whether the timer has been polled since its last reset (so it will wake the task
+        // when due): until its deadline it need not be polled again, and a wake-up for a
+        // message costs a clock read rather than a timer poll.
+        let mut armed = false;
         loop {
             if !self.frames.is_empty() {
                 if let Some(end) = self.dispatch().await {
@@ -270,16 +274,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 debug!(conn = %self.conn.id(), code = error.code(), reason = error.reason(), "protocol error");
                 return End::Close(CloseCode::new(error.code()), error.reason().to_owned());
             }
-            let event = tokio::select! {
-                biased;
-                event = poll_fn(|cx| self.poll_io(cx)) => event,
-                () = &mut sleep => {
-                    if let Some(end) = self.on_timer() {
-                        return end;
-                    }
-                    sleep.as_mut().reset(self.next_deadline().into());
-                    continue;
+            let polled = poll_fn(|cx| {
+                if let Poll::Ready(event) = self.poll_io(cx) {
+                    return Poll::Ready(Some(event));
                 }
+                if armed && tokio::time::Instant::now() < sleep.deadline() {
+                    return Poll::Pending;
+                }
+                armed = true;
+                sleep.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            let Some(event) = polled else {
+                if let Some(end) = self.on_timer() {
+                    return end;
+                }
+                sleep.as_mut().reset(self.next_deadline().into());
+                armed = false;
+                continue;
             };
             match event {
                 IoEvent::Read(ReadEvent::Data) => {}
@@ -314,6 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         }
                         self.drain_at = Some(Instant::now() + delay);
                         sleep.as_mut().reset(self.next_deadline().into());
+                        armed = false;
                     }
                 },
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
