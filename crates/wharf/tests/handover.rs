@@ -208,6 +208,29 @@ const CAP: usize = 2;
 /// Takes the sockets, serves echo on them, confirms, and serves until killed (or for a
 /// minute at most, so a test that fails before it kills this process leaves nothing behind).
 fn take_over(cap: Option<usize>) {
+    as_successor(cap, |bound, arrivals| async move {
+        bound.resume(arrivals).await.expect("released");
+        let bounded = tokio::time::sleep(Duration::from_secs(60));
+        bound.serve(bounded).await.expect("serve");
+    });
+}
+
+/// Confirms, receives the open connections, and exits before registering them: a successor
+/// that crashes in the middle of the handover.
+fn dies_after_go() {
+    as_successor(None, |_bound, arrivals| async move {
+        println!("received {} connections; crashing", arrivals.len());
+        std::process::exit(3);
+    });
+}
+
+/// Takes the predecessor's sockets, binds `builder(cap)` on them and confirms, then runs
+/// `then` with the server and the connections it was sent.
+fn as_successor<F, Fut>(cap: Option<usize>, then: F)
+where
+    F: FnOnce(wharf::BoundServer, wharf::handover::Arrivals) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -222,31 +245,7 @@ fn take_over(cap: Option<usize>) {
             .await
             .expect("bind on the inherited socket");
         let arrivals = inherited.confirm().expect("confirm");
-        bound.resume(arrivals).await.expect("released");
-        let bounded = tokio::time::sleep(Duration::from_secs(60));
-        bound.serve(bounded).await.expect("serve");
-    });
-}
-
-/// Confirms, receives the open connections, and exits before registering them: a successor
-/// that crashes in the middle of the handover.
-fn dies_after_go() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut inherited = Inherited::from_env(Duration::from_secs(10))
-            .expect("handover")
-            .expect("started as a successor");
-        let _bound = builder(None)
-            .inherit(&mut inherited)
-            .bind()
-            .await
-            .expect("bind on the inherited socket");
-        let arrivals = inherited.confirm().expect("confirm");
-        println!("received {} connections; crashing", arrivals.len());
-        std::process::exit(3);
+        then(bound, arrivals).await;
     });
 }
 
