@@ -260,9 +260,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     async fn main_loop(&mut self) -> End {
         let sleep = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(sleep);
-        // Whether the timer has been polled since its last reset (so it will wake the task
-        // when due): until its deadline it need not be polled again, and a wake-up for a
-        // message costs a clock read rather than a timer poll.
+        // Whether the timer has been polled since its last reset (so it is in the timer
+        // wheel and will wake the task when due): until it has fired it need not be polled
+        // again, and a wake-up for a message costs one load rather than a timer poll.
         let mut armed = false;
         loop {
             if !self.frames.is_empty() {
@@ -278,7 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 if let Poll::Ready(event) = self.poll_io(cx) {
                     return Poll::Ready(Some(event));
                 }
-                if armed && tokio::time::Instant::now() < sleep.deadline() {
+                if armed && !sleep.is_elapsed() {
                     return Poll::Pending;
                 }
                 armed = true;
