@@ -213,11 +213,14 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // The old process closes its TLS connections from the moment it has let go of the
+        // moved ones, which may come before `wharf upgrade` has answered: the closes belong
+        // to the upgrade from the moment it was asked.
         let asked = Instant::now();
         let pid = serve.upgrade(&options.wharf).await?;
-        upgrades.push(Instant::now());
+        upgrades.push(asked);
         eprintln!(
-            "handover-check: upgrade {} at {:.1?}: successor pid {pid} confirmed in {:.1?}",
+            "handover-check: upgrade {} at {:.1?}: successor pid {pid} took over in {:.1?}",
             round + 1,
             started.elapsed(),
             asked.elapsed()
