@@ -351,6 +351,27 @@ fn invalid_utf8() {
     );
 }
 
+/// Whole text messages of `SIMD_UTF8_FROM` bytes and more take the SIMD check: the same
+/// verdicts as below it, at every size around the threshold, valid (multi-byte code points
+/// across the SIMD blocks) or not (a bad byte at the end, a code point cut at the end).
+#[test]
+fn large_text_is_checked_as_small_text_is() {
+    for len in [SIMD_UTF8_FROM - 1, SIMD_UTF8_FROM, SIMD_UTF8_FROM + 1, 4096, 70_000] {
+        let text: String = "a€ü𝄞".chars().cycle().take(len).collect();
+        assert_eq!(
+            decode_all(&mut server(), &frame(OpCode::Text, text.as_bytes())),
+            Ok(vec![Frame::Text(text.clone())]),
+            "{len} chars"
+        );
+        let mut bad = text.clone().into_bytes();
+        bad.push(0xff);
+        assert_eq!(error_of(&frame(OpCode::Text, &bad)), ProtocolError::INVALID_UTF8);
+        let mut cut = text.into_bytes();
+        cut.extend_from_slice(b"\xe2\x82");
+        assert_eq!(error_of(&frame(OpCode::Text, &cut)), ProtocolError::INVALID_UTF8);
+    }
+}
+
 #[test]
 fn invalid_utf8_fails_fast_mid_frame() {
     let wire = frame(
