@@ -356,7 +356,13 @@ fn invalid_utf8() {
 /// across the SIMD blocks) or not (a bad byte at the end, a code point cut at the end).
 #[test]
 fn large_text_is_checked_as_small_text_is() {
-    for len in [SIMD_UTF8_FROM - 1, SIMD_UTF8_FROM, SIMD_UTF8_FROM + 1, 4096, 70_000] {
+    for len in [
+        SIMD_UTF8_FROM - 1,
+        SIMD_UTF8_FROM,
+        SIMD_UTF8_FROM + 1,
+        4096,
+        70_000,
+    ] {
         let text: String = "a€ü𝄞".chars().cycle().take(len).collect();
         assert_eq!(
             decode_all(&mut server(), &frame(OpCode::Text, text.as_bytes())),
@@ -365,10 +371,16 @@ fn large_text_is_checked_as_small_text_is() {
         );
         let mut bad = text.clone().into_bytes();
         bad.push(0xff);
-        assert_eq!(error_of(&frame(OpCode::Text, &bad)), ProtocolError::INVALID_UTF8);
+        assert_eq!(
+            error_of(&frame(OpCode::Text, &bad)),
+            ProtocolError::INVALID_UTF8
+        );
         let mut cut = text.into_bytes();
         cut.extend_from_slice(b"\xe2\x82");
-        assert_eq!(error_of(&frame(OpCode::Text, &cut)), ProtocolError::INVALID_UTF8);
+        assert_eq!(
+            error_of(&frame(OpCode::Text, &cut)),
+            ProtocolError::INVALID_UTF8
+        );
     }
 }
 
