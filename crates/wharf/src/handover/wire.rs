@@ -75,7 +75,8 @@ pub(crate) enum Message {
     },
     /// The successor has everything it needs and is healthy.
     Ready,
-    /// The old process has committed: it stops accepting, the successor serves.
+    /// The successor is healthy: the old process stops accepting and sends its connections
+    /// (it commits only at `Released`).
     Go,
     /// Open connections handed over after `Go`; the fds travel with this frame, in order.
     Connections {
