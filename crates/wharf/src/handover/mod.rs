@@ -81,3 +81,9 @@ pub const HANDOVER_ENV: &str = "WHARF_HANDOVER";
 /// that connections the old one still accepts before it commits never share an id with the
 /// successor's.
 pub(crate) const SEQ_GAP: u64 = 1 << 24;
+
+/// A handover lock: poisoning only means a holder panicked between plain field writes, so
+/// the state is still whole.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::lock;
 use super::wire::{MovedConn, MovedRoom};
 use crate::conn::Conn;
 
@@ -188,10 +189,6 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The connections a successor received (and the predecessor's in-memory history), to give

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::channel::{Channel, ChannelError, MAX_FDS};
 use super::wire::{BATCH_BYTES, FrameError, Message, MovedConn, SocketEntry, SocketKind};
-use super::{HANDOVER_ENV, HandoverError, SEQ_GAP};
+use super::{HANDOVER_ENV, HandoverError, SEQ_GAP, lock};
 use crate::Sender;
 use crate::history::RoomSnapshot;
 
@@ -69,7 +69,7 @@ struct Claim<'a>(&'a Inner, bool);
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if !self.1 {
-            *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(&self.0.running) = None;
         }
     }
 }
@@ -110,7 +110,7 @@ impl Upgrader {
     ) -> Result<u32, HandoverError> {
         let inner = &*self.0;
         {
-            let mut running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut running = lock(&inner.running);
             if let Some(pid) = *running {
                 let error = if *inner.committed.borrow() {
                     HandoverError::Refused(format!(
@@ -287,7 +287,7 @@ impl Upgrader {
     }
 
     fn set_running(&self, pid: u32) {
-        *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
+        *lock(&self.0.running) = Some(pid);
     }
 
     /// What the successor gets: fresh duplicates of every socket (the originals stay ours
@@ -536,10 +536,6 @@ fn receive(channel: &mut Channel, child: &mut Child, pid: u32) -> Result<Message
             Err(HandoverError::Io(e.to_string()))
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unexpected(channel: &mut Channel, wanted: &str, got: &Message) -> HandoverError {
