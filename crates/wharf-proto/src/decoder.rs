@@ -286,12 +286,7 @@ impl Decoder {
                 if frame.compressed {
                     data = self.inflate(&data)?;
                 }
-                let text = frame.opcode == OpCode::Text;
-                if text && data.len() >= SIMD_UTF8_FROM {
-                    out.push(Frame::Text(large_text(&data)?));
-                } else {
-                    out.push(Frame::data(text, data)?);
-                }
+                out.push(Frame::data(frame.opcode == OpCode::Text, data)?);
                 Ok(())
             }
             op if op.is_control() => {
@@ -352,7 +347,7 @@ impl Decoder {
                 data = self.inflate(&data)?;
             } else if text {
                 // Checked as it arrived (so a bad byte fails fast); `Frame::data` makes the
-                // `String` with one more pass, only for fragmented text.
+                // `String` with one more check, only for fragmented text.
                 self.utf8.finish()?;
             }
             out.push(Frame::data(text, data)?);
@@ -395,20 +390,6 @@ fn append(buf: &mut Vec<u8>, chunk: &[u8], mask: Option<[u8; 4]>, offset: usize)
         Some(key) => mask_copy(buf, chunk, key, offset),
         None => buf.extend_from_slice(chunk),
     }
-}
-
-/// From this many bytes on, a whole text message is checked with SIMD and copied into its
-/// `String` ([`large_text`]) rather than checked by `String::from_utf8` in place: the copy
-/// costs less than std's check from about here (measured with callgrind: at 4 KiB the
-/// check was 1,831 instructions, the copy is about 430).
-const SIMD_UTF8_FROM: usize = 512;
-
-/// A large text message's `String`: checked with SIMD, then copied (std offers no safe way
-/// to take the checked bytes as they are).
-fn large_text(data: &[u8]) -> Result<String, ProtocolError> {
-    simdutf8::basic::from_utf8(data)
-        .map(str::to_owned)
-        .map_err(|_| ProtocolError::INVALID_UTF8)
 }
 
 fn unmasked(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {

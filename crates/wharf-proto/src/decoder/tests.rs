@@ -2,6 +2,7 @@
 //! partial paths.
 
 use super::*;
+use crate::frame::SIMD_UTF8_FROM;
 use crate::{encode_close, encode_frame, encode_header};
 use bytes::Bytes;
 
@@ -351,9 +352,10 @@ fn invalid_utf8() {
     );
 }
 
-/// Whole text messages of `SIMD_UTF8_FROM` bytes and more take the SIMD check: the same
-/// verdicts as below it, at every size around the threshold, valid (multi-byte code points
-/// across the SIMD blocks) or not (a bad byte at the end, a code point cut at the end).
+/// Text messages of `SIMD_UTF8_FROM` bytes and more take the SIMD check: the same verdicts
+/// as below it, at every size around the threshold, whole or fragmented, valid (multi-byte
+/// code points across the SIMD blocks) or not (a bad byte at the end, a code point cut at
+/// the end).
 #[test]
 fn large_text_is_checked_as_small_text_is() {
     for len in [
@@ -368,6 +370,15 @@ fn large_text_is_checked_as_small_text_is() {
             decode_all(&mut server(), &frame(OpCode::Text, text.as_bytes())),
             Ok(vec![Frame::Text(text.clone())]),
             "{len} chars"
+        );
+        // The same in two fragments, split inside a code point (the last byte of a "𝄞").
+        let split = text.find('𝄞').map_or(1, |at| at + 3);
+        let (head, tail) = text.as_bytes().split_at(split);
+        let wire = [raw(false, 0, 1, head), raw(true, 0, 0, tail)].concat();
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Ok(vec![Frame::Text(text.clone())]),
+            "{len} chars in two fragments"
         );
         let mut bad = text.clone().into_bytes();
         bad.push(0xff);
