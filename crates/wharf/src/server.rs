@@ -730,16 +730,14 @@ impl BoundServer {
         self.shutdown_tx.send_replace(false);
         self.accept_tx.send_replace(false);
         self.sender.history_state().take_back_memory();
-        let ids: Vec<_> = conns.iter().map(|(moved, _)| moved.id).collect();
-        for id in ids {
-            self.sender.forget_parked(crate::ConnId::from_u64(id));
+        for (moved, _) in &conns {
+            self.sender.forget_parked(crate::ConnId::from_u64(moved.id));
         }
-        let parked_at = conns.iter().map(|(moved, _)| moved.parked_at_ms).min();
         let ready = resume::prepare(&self.services, conns);
         let taken = ready.len();
+        let pause_max_ms = resume::pauses(&ready).last().copied();
         self.sender.counters().handover_taken_back(taken);
         resume::start(ready);
-        let pause_max_ms = parked_at.map(|at| crate::handover::now_ms().saturating_sub(at));
         warn!(
             taken,
             pause_max_ms,

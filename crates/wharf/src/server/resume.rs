@@ -10,6 +10,7 @@
 //! The same path takes connections back in the old process when its successor failed
 //! before taking them ([`BoundServer::serve_until`](crate::BoundServer::serve_until)).
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +22,6 @@ use crate::CloseCode;
 use crate::conn::{Conn, ConnShared, UserId};
 use crate::handler::ResumeEvent;
 use crate::handover::MovedConn;
-use std::os::fd::OwnedFd;
 
 /// Takes the predecessor's in-memory history (before the connections: their positions
 /// continue it).
@@ -168,12 +168,7 @@ pub(super) fn prepare(
 /// they saw. Returns how many.
 pub(super) fn start_moved(services: &[(String, Arc<ServerShared>)], ready: Vec<Ready>) -> usize {
     let resumed = ready.len();
-    let now = crate::handover::now_ms();
-    let mut pauses: Vec<u64> = ready
-        .iter()
-        .map(|r| now.saturating_sub(r.parked_at_ms))
-        .collect();
-    pauses.sort_unstable();
+    let pauses = pauses(&ready);
     if let (Some(max), Some((_, shared))) = (pauses.last(), services.first()) {
         let p50 = pauses[pauses.len() / 2];
         let p99 = pauses[(pauses.len() * 99 / 100).min(pauses.len() - 1)];
@@ -188,6 +183,18 @@ pub(super) fn start_moved(services: &[(String, Arc<ServerShared>)], ready: Vec<R
     }
     start(ready);
     resumed
+}
+
+/// How long each connection has been parked (ms, by the wall clock: across processes),
+/// shortest first.
+pub(super) fn pauses(ready: &[Ready]) -> Vec<u64> {
+    let now = crate::handover::now_ms();
+    let mut pauses: Vec<u64> = ready
+        .iter()
+        .map(|r| now.saturating_sub(r.parked_at_ms))
+        .collect();
+    pauses.sort_unstable();
+    pauses
 }
 
 /// Drives registered connections on from where they stopped: each first gets what it
