@@ -193,22 +193,25 @@ async fn drive(options: &Options, serve: &mut Serve, pki: &pki::TestPki) -> Resu
     let mut crashes = 0;
     tokio::time::sleep(options.warmup).await;
     for round in 0..options.upgrades {
-        if round == 1 {
-            serve.crashing_upgrade(&options.wharf).await?;
+        let failed = match round {
+            1 => {
+                serve.crashing_upgrade(&options.wharf).await?;
+                Some(("crashed on start", "the old process serves on"))
+            }
+            2 => {
+                let dying = &options.dying_successor;
+                serve.dying_upgrade(&options.wharf, dying).await?;
+                Some((
+                    "died with the connections",
+                    "the old process took them back",
+                ))
+            }
+            _ => None,
+        };
+        if let Some((what, then)) = failed {
             crashes += 1;
             eprintln!(
-                "handover-check: a successor crashed on start at {:.1?}; the old process serves on",
-                started.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        if round == 2 {
-            serve
-                .dying_upgrade(&options.wharf, &options.dying_successor)
-                .await?;
-            crashes += 1;
-            eprintln!(
-                "handover-check: a successor died with the connections at {:.1?}; the old process took them back",
+                "handover-check: a successor {what} at {:.1?}; {then}",
                 started.elapsed()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;

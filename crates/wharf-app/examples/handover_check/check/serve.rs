@@ -145,20 +145,8 @@ impl Serve {
     /// Switches the release to one that crashes on start and asks for an upgrade, which
     /// must fail with the old process serving on; then switches back to `wharf`.
     pub async fn crashing_upgrade(&mut self, wharf: &Path) -> Result<(), Error> {
-        let crash = self.dir.path().join("crash.sh");
-        std::fs::write(
-            &crash,
-            "#!/bin/sh\necho 'handover-check: this successor crashes on start' >&2\nexit 3\n",
-        )?;
-        std::fs::set_permissions(&crash, std::fs::Permissions::from_mode(0o755))?;
-        self.switch_binary(&crash)?;
-        let outcome = upgrade(wharf, &self.data()).await;
-        self.switch_binary(&std::fs::canonicalize(wharf)?)?;
-        let (ok, output) = outcome?;
-        if ok || !output.contains("exited before taking over") {
-            return Err(format!("the crashing successor was not refused: {output}").into());
-        }
-        Ok(())
+        let script = "echo 'handover-check: this successor crashes on start' >&2\nexit 3";
+        self.failing_upgrade(wharf, "crash.sh", script, &[]).await
     }
 
     /// Switches the release to `dying` (a command running
@@ -166,20 +154,36 @@ impl Serve {
     /// which must fail once that successor has been sent the connections and exited; the
     /// old process takes them back and serves on. Then switches back to `wharf`.
     pub async fn dying_upgrade(&mut self, wharf: &Path, dying: &[String]) -> Result<(), Error> {
-        let script = self.dir.path().join("dying.sh");
         let quoted: Vec<String> = dying
             .iter()
             .map(|word| format!("'{}'", word.replace('\'', "'\\''")))
             .collect();
-        std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-        self.switch_binary(&script)?;
+        let script = format!("exec {}", quoted.join(" "));
+        let status = format!("exit status: {}", super::dying::STATUS);
+        self.failing_upgrade(wharf, "dying.sh", &script, &[&status])
+            .await
+    }
+
+    /// Switches the release to a shell script `name` running `script`, asks for an upgrade,
+    /// and switches back to `wharf`. The upgrade must fail, saying its successor exited
+    /// before taking over, and `also`.
+    async fn failing_upgrade(
+        &mut self,
+        wharf: &Path,
+        name: &str,
+        script: &str,
+        also: &[&str],
+    ) -> Result<(), Error> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        self.switch_binary(&path)?;
         let outcome = upgrade(wharf, &self.data()).await;
         self.switch_binary(&std::fs::canonicalize(wharf)?)?;
         let (ok, output) = outcome?;
-        let status = format!("exit status: {}", super::dying::STATUS);
-        if ok || !output.contains("exited before taking over") || !output.contains(&status) {
-            return Err(format!("the dying successor was not refused: {output}").into());
+        let said = |text: &str| output.contains(text);
+        if ok || !said("exited before taking over") || !also.iter().all(|text| said(text)) {
+            return Err(format!("the failing successor `{name}` was not refused: {output}").into());
         }
         Ok(())
     }
