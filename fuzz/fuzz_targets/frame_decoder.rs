@@ -76,7 +76,7 @@ fn decode_all(
     let mut pending: Vec<u8> = Vec::new();
     for chunk in chunks {
         pending.extend_from_slice(chunk);
-        match decoder.decode(&pending, &mut frames) {
+        match decoder.decode(&mut pending, &mut frames) {
             Ok(used) => {
                 assert!(used <= pending.len(), "consumed more than the input");
                 pending.drain(..used);
@@ -87,8 +87,11 @@ fn decode_all(
             }
             Err(error) => {
                 let before = frames.len();
-                assert_eq!(decoder.decode(b"\x81\x80\0\0\0\0", &mut frames), Err(error));
-                assert_eq!(decoder.decode(&pending, &mut frames), Err(error));
+                assert_eq!(
+                    decoder.decode(&mut b"\x81\x80\0\0\0\0".to_vec(), &mut frames),
+                    Err(error)
+                );
+                assert_eq!(decoder.decode(&mut pending, &mut frames), Err(error));
                 assert_eq!(frames.len(), before, "a failed decoder emitted frames");
                 return (frames, Some(error));
             }

@@ -327,7 +327,7 @@ impl ClientReceiver {
             }
             if !self.buf.is_empty() {
                 let mut out = Vec::new();
-                match self.decoder.decode(&self.buf, &mut out) {
+                match self.decoder.decode(&mut self.buf, &mut out) {
                     Ok(used) => {
                         self.buf.drain(..used);
                     }

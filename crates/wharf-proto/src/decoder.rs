@@ -43,12 +43,12 @@ struct Inflate {
 /// use wharf_proto::{Decoder, DecoderConfig, Frame};
 ///
 /// // RFC 6455 §5.7: a masked "Hello", fed in two pieces.
-/// let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 /// let mut decoder = Decoder::new(DecoderConfig::default());
 /// let mut out = Vec::new();
-/// assert_eq!(decoder.decode(&bytes[..8], &mut out), Ok(8));
+/// assert_eq!(decoder.decode(&mut bytes[..8], &mut out), Ok(8));
 /// assert!(out.is_empty() && decoder.in_progress());
-/// assert_eq!(decoder.decode(&bytes[8..], &mut out), Ok(3));
+/// assert_eq!(decoder.decode(&mut bytes[8..], &mut out), Ok(3));
 /// assert_eq!(out, [Frame::Text("Hello".into())]);
 /// ```
 #[derive(Debug)]
@@ -123,7 +123,7 @@ impl Decoder {
     /// use wharf_proto::{Decoder, DecoderConfig};
     /// let mut decoder = Decoder::new(DecoderConfig::default());
     /// // The first fragment of a masked binary message ("a", FIN clear).
-    /// decoder.decode(&[0x02, 0x81, 0, 0, 0, 0, b'a'], &mut Vec::new()).unwrap();
+    /// decoder.decode(&mut [0x02, 0x81, 0, 0, 0, 0, b'a'], &mut Vec::new()).unwrap();
     /// assert!(decoder.in_progress());
     /// ```
     pub fn in_progress(&self) -> bool {
@@ -132,6 +132,10 @@ impl Decoder {
 
     /// Consumes bytes from `input`, pushing every completed message and
     /// control frame into `out`, and returns how many bytes it consumed.
+    ///
+    /// A frame wholly in `input` is unmasked where it lies, so its payload is copied once,
+    /// into its message: the consumed bytes of `input` are left changed. The unconsumed
+    /// tail is never touched.
     ///
     /// It consumes all of `input` except, at most, an incomplete frame header
     /// (fewer than [`MAX_HEADER_LEN`](crate::MAX_HEADER_LEN) bytes) at its
@@ -152,15 +156,19 @@ impl Decoder {
     /// let mut decoder = Decoder::new(DecoderConfig::default());
     /// let mut out = Vec::new();
     /// // 12 bytes: the first frame (9) and 3 of the second's 6-byte header.
-    /// assert_eq!(decoder.decode(&wire[..12], &mut out), Ok(9));
-    /// assert_eq!(decoder.decode(&wire[9..], &mut out), Ok(9));
+    /// assert_eq!(decoder.decode(&mut wire[..12], &mut out), Ok(9));
+    /// assert_eq!(decoder.decode(&mut wire[9..], &mut out), Ok(9));
     /// assert_eq!(out, [Frame::Binary("one".into()), Frame::Binary("two".into())]);
     ///
     /// // An unmasked frame from a client is a protocol error (1002).
-    /// let err = decoder.decode(&[0x82, 0x00], &mut out).unwrap_err();
+    /// let err = decoder.decode(&mut [0x82, 0x00], &mut out).unwrap_err();
     /// assert_eq!(err, ProtocolError::UNMASKED_CLIENT_FRAME);
     /// ```
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<Frame>) -> Result<usize, ProtocolError> {
+    pub fn decode(
+        &mut self,
+        input: &mut [u8],
+        out: &mut Vec<Frame>,
+    ) -> Result<usize, ProtocolError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -171,10 +179,10 @@ impl Decoder {
         result
     }
 
-    fn run(&mut self, input: &[u8], out: &mut Vec<Frame>) -> Result<usize, ProtocolError> {
+    fn run(&mut self, input: &mut [u8], out: &mut Vec<Frame>) -> Result<usize, ProtocolError> {
         let mut pos = 0;
         loop {
-            let rest = input.get(pos..).unwrap_or_default();
+            let rest = input.get_mut(pos..).unwrap_or_default();
             if let Some(mut frame) = self.frame.take() {
                 let (chunk, _) = rest.split_at(frame.remaining.min(rest.len()));
                 pos += chunk.len();
@@ -193,8 +201,8 @@ impl Decoder {
             };
             let frame = self.check(&header)?;
             pos += header_len;
-            let body = rest.get(header_len..).unwrap_or_default();
-            match body.get(..frame.remaining) {
+            let body = rest.get_mut(header_len..).unwrap_or_default();
+            match body.get_mut(..frame.remaining) {
                 Some(payload) => {
                     pos += payload.len();
                     self.whole_frame(frame, payload, out)?;
@@ -276,21 +284,24 @@ impl Decoder {
     fn whole_frame(
         &mut self,
         frame: InFrame,
-        payload: &[u8],
+        payload: &mut [u8],
         out: &mut Vec<Frame>,
     ) -> Result<(), ProtocolError> {
         match frame.opcode {
             OpCode::Text | OpCode::Binary if frame.fin => {
-                // Fast path: an unfragmented message, copied once.
-                let mut data = unmasked(payload, frame.mask);
-                if frame.compressed {
-                    data = self.inflate(&data)?;
-                }
-                out.push(Frame::data(frame.opcode == OpCode::Text, data)?);
+                // Fast path: an unfragmented message, unmasked in place and copied once.
+                let text = frame.opcode == OpCode::Text;
+                let payload = unmask(payload, frame.mask);
+                let message = if frame.compressed {
+                    Frame::data(text, self.inflate(payload)?)
+                } else {
+                    Frame::copied(text, payload)
+                };
+                out.push(message?);
                 Ok(())
             }
             op if op.is_control() => {
-                out.push(Frame::control(op, unmasked(payload, frame.mask))?);
+                out.push(Frame::control(op, unmask(payload, frame.mask).to_vec())?);
                 Ok(())
             }
             _ => {
@@ -392,12 +403,12 @@ fn append(buf: &mut Vec<u8>, chunk: &[u8], mask: Option<[u8; 4]>, offset: usize)
     }
 }
 
-fn unmasked(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut data = payload.to_vec();
+/// A whole frame's payload, unmasked where it lies in the input.
+fn unmask(payload: &mut [u8], mask: Option<[u8; 4]>) -> &[u8] {
     if let Some(key) = mask {
-        apply_mask(&mut data, key, 0);
+        apply_mask(payload, key, 0);
     }
-    data
+    payload
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 //! let mut decoder = Decoder::new(DecoderConfig::new(Role::Server));
 //! decoder.enable_deflate(&params);
 //! let mut frames = Vec::new();
-//! decoder.decode(&wire, &mut frames).unwrap();
+//! decoder.decode(&mut wire, &mut frames).unwrap();
 //! assert_eq!(frames, [Frame::Text("a compressed hello, hello, hello".into())]);
 //! ```
 

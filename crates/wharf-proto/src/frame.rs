@@ -28,11 +28,12 @@ pub enum Frame {
     Close(Option<(u16, String)>),
 }
 
-/// From this many bytes on, a text message is checked with SIMD (`simdutf8`) and then copied
-/// into its `String`, rather than checked by `String::from_utf8` in place: std offers no safe
-/// way to take bytes checked elsewhere as a `String`, and from about here the copy costs
-/// less than std's check (callgrind, 4 KiB: 1,831 instructions for std's check, 593 for the
-/// SIMD one, about 700 for the copy and its allocation).
+/// From this many bytes on, text is checked with SIMD (`simdutf8`) rather than by std: std
+/// offers no safe way to take bytes checked elsewhere as a `String`, so a message already in
+/// its own `Vec` is then copied into its `String`, and from about here that copy costs less
+/// than std's check (callgrind, 4 KiB: 1,831 instructions for std's check, 593 for the SIMD
+/// one, about 700 for the copy and its allocation). A message still in the read buffer is
+/// copied either way.
 pub(crate) const SIMD_UTF8_FROM: usize = 512;
 
 impl Frame {
@@ -51,19 +52,34 @@ impl Frame {
         }
     }
 
-    /// A whole data message; a text message's UTF-8 is checked here, in the same pass that
-    /// makes its `String` (from [`SIMD_UTF8_FROM`] bytes on: checked with SIMD, then
-    /// copied).
+    /// A whole data message gathered in its own buffer (fragmented or inflated); a text
+    /// message's UTF-8 is checked here, in the same pass that makes its `String`.
     pub(crate) fn data(text: bool, data: Vec<u8>) -> Result<Self, ProtocolError> {
         if !text {
-            return Ok(Self::Binary(data.into()));
-        }
-        let text = if data.len() >= SIMD_UTF8_FROM {
-            simdutf8::basic::from_utf8(&data).map(str::to_owned).ok()
+            Ok(Self::Binary(data.into()))
+        } else if data.len() >= SIMD_UTF8_FROM {
+            Self::copied(true, &data)
         } else {
-            String::from_utf8(data).ok()
+            String::from_utf8(data)
+                .map(Self::Text)
+                .map_err(|_| ProtocolError::INVALID_UTF8)
+        }
+    }
+
+    /// A whole data message from its unmasked payload where it lies (the read buffer):
+    /// checked, then copied once into its own `String` or `Bytes`.
+    pub(crate) fn copied(text: bool, payload: &[u8]) -> Result<Self, ProtocolError> {
+        if !text {
+            return Ok(Self::Binary(Bytes::copy_from_slice(payload)));
+        }
+        let checked = if payload.len() >= SIMD_UTF8_FROM {
+            simdutf8::basic::from_utf8(payload).ok()
+        } else {
+            std::str::from_utf8(payload).ok()
         };
-        text.map(Self::Text).ok_or(ProtocolError::INVALID_UTF8)
+        checked
+            .map(|text| Self::Text(text.to_owned()))
+            .ok_or(ProtocolError::INVALID_UTF8)
     }
 
     /// A control frame from its unmasked payload; a close payload is parsed
@@ -94,6 +110,30 @@ mod tests {
         assert_eq!(
             Frame::data(true, vec![0xff]),
             Err(ProtocolError::INVALID_UTF8)
+        );
+    }
+
+    #[test]
+    fn copied_frames_are_checked_on_both_sides_of_the_simd_threshold() {
+        for len in [2, SIMD_UTF8_FROM - 2, SIMD_UTF8_FROM, 4096] {
+            let text = "é".repeat(len / 2);
+            assert_eq!(
+                Frame::copied(true, text.as_bytes()),
+                Ok(Frame::Text(text.clone()))
+            );
+            assert_eq!(
+                Frame::data(true, text.clone().into_bytes()),
+                Ok(Frame::Text(text.clone()))
+            );
+            // Cut inside the last code point.
+            let mut cut = text.into_bytes();
+            cut.pop();
+            assert_eq!(Frame::copied(true, &cut), Err(ProtocolError::INVALID_UTF8));
+            assert_eq!(Frame::data(true, cut), Err(ProtocolError::INVALID_UTF8));
+        }
+        assert_eq!(
+            Frame::copied(false, b"\xff"),
+            Ok(Frame::Binary(Bytes::from_static(b"\xff")))
         );
     }
 

@@ -14,9 +14,9 @@
 //! // ...and the server decodes them, from any split of the stream.
 //! let mut decoder = Decoder::new(DecoderConfig::new(Role::Server));
 //! let mut frames = Vec::new();
-//! let used = decoder.decode(&wire[..4], &mut frames).unwrap();
-//! let rest = [&wire[used..4], &wire[4..]].concat();
-//! decoder.decode(&rest, &mut frames).unwrap();
+//! let used = decoder.decode(&mut wire[..4], &mut frames).unwrap();
+//! let mut rest = [&wire[used..4], &wire[4..]].concat();
+//! decoder.decode(&mut rest, &mut frames).unwrap();
 //! assert_eq!(frames, [Frame::Text("héllo".into()), Frame::Ping("".into())]);
 //! ```
 //!

@@ -79,7 +79,7 @@ fn feed_raw(
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         pending.extend_from_slice(chunk);
-        let used = decoder.decode(&pending, &mut out)?;
+        let used = decoder.decode(&mut pending, &mut out)?;
         pending.drain(..used);
         assert!(
             pending.len() < MAX_HEADER_LEN,
@@ -212,6 +212,6 @@ proptest! {
         prop_assert_eq!(feed(&mut decoder, &wire[..cut - 1], &sizes), Ok(vec![]));
         // ...and the bad byte itself fails, though the frame is incomplete.
         let mut out = Vec::new();
-        prop_assert_eq!(decoder.decode(&wire[cut - 1..cut], &mut out), Err(ProtocolError::INVALID_UTF8));
+        prop_assert_eq!(decoder.decode(&mut wire[cut - 1..cut], &mut out), Err(ProtocolError::INVALID_UTF8));
     }
 }

@@ -158,7 +158,9 @@ mod tests {
         let mut decoder = Decoder::new(DecoderConfig::new(Role::Client));
         decoder.enable_deflate(params);
         let mut frames = Vec::new();
-        decoder.decode(wire, &mut frames).expect("valid frames");
+        decoder
+            .decode(&mut wire.to_vec(), &mut frames)
+            .expect("valid frames");
         frames
     }
 

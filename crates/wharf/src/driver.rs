@@ -415,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Decodes bytes that arrived with the handshake request (a client that did not wait for
     /// the 101). No partial header is carried yet, so `bytes` is the whole input.
     fn feed(&mut self, bytes: &[u8]) {
-        match self.decoder.decode(bytes, &mut self.frames) {
+        match self.decoder.decode(&mut bytes.to_vec(), &mut self.frames) {
             Ok(consumed) => self.keep_partial_header(&bytes[consumed..]),
             Err(error) => self.failed = Some(error),
         }
@@ -451,7 +451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(ReadEvent::Eof),
                     Poll::Ready(Ok(())) => {
                         let total = carried + buf.filled().len();
-                        match decoder.decode(&scratch[..total], frames) {
+                        match decoder.decode(&mut scratch[..total], frames) {
                             Ok(consumed) => {
                                 keep_partial(header, header_len, failed, &scratch[consumed..total])
                             }

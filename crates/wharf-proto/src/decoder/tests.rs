@@ -30,7 +30,7 @@ fn server() -> Decoder {
 /// Feeds `wire` in one call, expecting all of it to be consumed.
 fn decode_all(decoder: &mut Decoder, wire: &[u8]) -> Result<Vec<Frame>, ProtocolError> {
     let mut out = Vec::new();
-    let used = decoder.decode(wire, &mut out)?;
+    let used = decoder.decode(&mut wire.to_vec(), &mut out)?;
     assert_eq!(used, wire.len());
     Ok(out)
 }
@@ -132,7 +132,7 @@ fn compressed_messages_whole_and_fragmented() {
     let mut pending = Vec::new();
     for byte in wire {
         pending.push(byte);
-        let used = d.decode(&pending, &mut out).expect("valid");
+        let used = d.decode(&mut pending, &mut out).expect("valid");
         pending.drain(..used);
     }
     assert_eq!(out.len(), 1);
@@ -397,17 +397,17 @@ fn large_text_is_checked_as_small_text_is() {
 
 #[test]
 fn invalid_utf8_fails_fast_mid_frame() {
-    let wire = frame(
+    let mut wire = frame(
         OpCode::Text,
         b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80 and more",
     );
     let mut d = server();
     let mut out = Vec::new();
     // Header (6 bytes) plus the payload up to and including \xed: fine.
-    assert_eq!(d.decode(&wire[..6 + 12], &mut out), Ok(18));
+    assert_eq!(d.decode(&mut wire[..6 + 12], &mut out), Ok(18));
     // The next byte (\xa0) makes it a surrogate: error before the frame ends.
     assert_eq!(
-        d.decode(&wire[18..19], &mut out),
+        d.decode(&mut wire[18..19], &mut out),
         Err(ProtocolError::INVALID_UTF8)
     );
     assert!(out.is_empty());
@@ -456,7 +456,7 @@ fn control_frames_interleave_with_fragments() {
     let mut pending = Vec::new();
     for &b in &wire {
         pending.push(b);
-        let used = d.decode(&pending, &mut out).expect("valid");
+        let used = d.decode(&mut pending, &mut out).expect("valid");
         pending.drain(..used);
     }
     assert!(pending.is_empty() && !d.in_progress());
@@ -465,7 +465,7 @@ fn control_frames_interleave_with_fragments() {
 
 #[test]
 fn incomplete_header_is_left_unconsumed() {
-    let wire = [
+    let mut wire = [
         frame(OpCode::Binary, b"abc"),
         frame(OpCode::Binary, &[7; 300]),
     ]
@@ -473,8 +473,8 @@ fn incomplete_header_is_left_unconsumed() {
     let mut d = server();
     let mut out = Vec::new();
     // The first frame (9 bytes) plus 3 bytes of the second's 8-byte header.
-    assert_eq!(d.decode(&wire[..12], &mut out), Ok(9));
-    assert_eq!(d.decode(&wire[9..], &mut out), Ok(wire.len() - 9));
+    assert_eq!(d.decode(&mut wire[..12], &mut out), Ok(9));
+    assert_eq!(d.decode(&mut wire[9..], &mut out), Ok(wire.len() - 9));
     assert_eq!(
         out,
         [
@@ -488,9 +488,9 @@ fn incomplete_header_is_left_unconsumed() {
 fn poisoned_after_error() {
     let mut d = server();
     let mut out = Vec::new();
-    let err = d.decode(&raw(true, 0, 3, b""), &mut out);
+    let err = d.decode(&mut raw(true, 0, 3, b""), &mut out);
     assert_eq!(err, Err(ProtocolError::RESERVED_OPCODE));
-    assert_eq!(d.decode(&frame(OpCode::Text, b"ok"), &mut out), err);
+    assert_eq!(d.decode(&mut frame(OpCode::Text, b"ok"), &mut out), err);
     assert!(out.is_empty());
 }
 
