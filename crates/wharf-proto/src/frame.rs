@@ -66,20 +66,19 @@ impl Frame {
         }
     }
 
-    /// A whole data message from its unmasked payload where it lies (the read buffer):
-    /// checked, then copied once into its own `String` or `Bytes`.
+    /// A whole data message from its unmasked payload where it lies (the read buffer),
+    /// copied once into its own `String` or `Bytes`. Short text is copied before std checks
+    /// it: std's check goes a word at a time only over aligned bytes, and a new buffer is
+    /// aligned where a payload in the read buffer rarely is (callgrind, 32 bytes: 53
+    /// instructions against 138).
     pub(crate) fn copied(text: bool, payload: &[u8]) -> Result<Self, ProtocolError> {
-        if !text {
-            return Ok(Self::Binary(Bytes::copy_from_slice(payload)));
-        }
-        let checked = if payload.len() >= SIMD_UTF8_FROM {
-            simdutf8::basic::from_utf8(payload).ok()
+        if text && payload.len() >= SIMD_UTF8_FROM {
+            simdutf8::basic::from_utf8(payload)
+                .map(|text| Self::Text(text.to_owned()))
+                .map_err(|_| ProtocolError::INVALID_UTF8)
         } else {
-            std::str::from_utf8(payload).ok()
-        };
-        checked
-            .map(|text| Self::Text(text.to_owned()))
-            .ok_or(ProtocolError::INVALID_UTF8)
+            Self::data(text, payload.to_vec())
+        }
     }
 
     /// A control frame from its unmasked payload; a close payload is parsed
