@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 
+use bytes::Bytes;
 use wharf_proto::{DeflateParams, Deflater, OpCode};
 
 use crate::Compression;
@@ -102,7 +103,8 @@ pub(crate) fn encode_with(
 pub(crate) struct Fanout<'m> {
     pub(crate) opcode: OpCode,
     pub(crate) payload: &'m [u8],
-    pub(crate) plain: Vec<u8>,
+    /// Encoded once, shared by every connection's queue when it is large.
+    pub(crate) plain: Bytes,
     compressed: RefCell<Vec<(Key, Vec<u8>)>>,
 }
 
@@ -113,7 +115,7 @@ impl<'m> Fanout<'m> {
         Fanout {
             opcode,
             payload,
-            plain,
+            plain: plain.into(),
             compressed: RefCell::new(Vec::new()),
         }
     }

@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 use crate::compression::Fanout;
 use crate::metrics::RouteCounters;
 use crate::outbox::{Outbox, PushError};
+use crate::write_queue::SPLICE_FROM;
 use crate::{CloseCode, Message, SendError, Sender};
 
 /// A connection id, unique in the process and across a cluster: the node id and a per-node
@@ -315,8 +316,13 @@ impl Conn {
     /// Queues a message to this connection.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
         let message = message.into();
-        let payload = message.as_bytes();
-        let result = self.0.outbox.push_frame(message.opcode(), payload);
+        let opcode = message.opcode();
+        let result = if message.len() >= SPLICE_FROM {
+            // Large: handed to the queue as it is, and written from where it lies.
+            self.0.outbox.push_owned(opcode, message.into_payload())
+        } else {
+            self.0.outbox.push_frame(opcode, message.as_bytes())
+        };
         self.count_push(&result);
         result.map(drop).map_err(|e| match e {
             PushError::Closed => SendError::Closed(self.0.id),

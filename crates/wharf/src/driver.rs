@@ -29,6 +29,7 @@ use crate::outbox::Drained;
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
 use crate::server::Phase;
+use crate::write_queue::WriteQueue;
 use crate::{CloseCode, HandlerError, Message};
 
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -118,7 +119,7 @@ pub(crate) struct Driver<S> {
     header_len: usize,
     frames: Vec<Frame>,
     failed: Option<ProtocolError>,
-    write_buf: Vec<u8>,
+    write_buf: WriteQueue,
     written: usize,
     last_seen: Instant,
     ping_sent: Option<Instant>,
@@ -156,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             header_len: 0,
             frames: Vec::new(),
             failed: None,
-            write_buf: Vec::new(),
+            write_buf: WriteQueue::default(),
             written: 0,
             last_seen: Instant::now(),
             ping_sent: None,
@@ -251,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         crate::handover::Parked {
             stream,
             read: header[..header_len].to_vec(),
-            unwritten: write_buf.get(written..).unwrap_or_default().to_vec(),
+            unwritten: write_buf.to_vec_from(written),
             state,
             guard: movable,
         }
@@ -363,7 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Frame::Text(text) => Message::Text(text),
                 Frame::Binary(data) => Message::Binary(data),
                 Frame::Ping(data) if self.ping == PingPolicy::Auto => {
-                    wharf_proto::encode_frame(&mut self.write_buf, OpCode::Pong, &data, None);
+                    wharf_proto::encode_frame(self.write_buf.buf(), OpCode::Pong, &data, None);
                     continue;
                 }
                 Frame::Ping(data) => Message::Ping(data),
@@ -479,7 +480,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<IoEvent> {
         loop {
             if self.written < self.write_buf.len() {
-                match Pin::new(&mut self.stream).poll_write(cx, &self.write_buf[self.written..]) {
+                match self
+                    .write_buf
+                    .poll_write(self.written, &mut self.stream, cx)
+                {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         return Poll::Ready(IoEvent::WriteFailed);
                     }
@@ -520,11 +524,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn reset_write_buf(&mut self) {
-        if self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
-            self.write_buf = Vec::new();
-        } else {
-            self.write_buf.clear();
-        }
+        self.write_buf.reset(KEEP_WRITE_CAPACITY);
         self.written = 0;
     }
 
@@ -591,7 +591,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Some(End::Close(CloseCode::GOING_AWAY, "ping timeout".into()))
             }
             None if now >= self.last_seen + heartbeat.interval => {
-                wharf_proto::encode_frame(&mut self.write_buf, OpCode::Ping, b"wharf", None);
+                wharf_proto::encode_frame(self.write_buf.buf(), OpCode::Ping, b"wharf", None);
                 self.ping_sent = Some(now);
                 None
             }
@@ -605,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         // messages that preceded a bad frame are still answered; shutdown flushes the queue).
         let queued = self.conn.0.outbox.close_and_take();
         if !matches!(end, End::Network) {
-            self.write_buf.extend_from_slice(&queued);
+            self.write_buf.append(queued);
         }
         let (event, wait_for_client) = match end {
             End::Close(code, reason) => {
@@ -614,14 +614,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 } else {
                     CloseCode::INTERNAL_ERROR
                 };
-                wharf_proto::encode_close(&mut self.write_buf, code.as_u16(), &reason, None);
+                wharf_proto::encode_close(self.write_buf.buf(), code.as_u16(), &reason, None);
                 (close_event(code, reason, Initiator::Server), true)
             }
             End::ClientClosed(code, reason) => {
                 match code {
-                    Some(code) => wharf_proto::encode_close(&mut self.write_buf, code, "", None),
+                    Some(code) => wharf_proto::encode_close(self.write_buf.buf(), code, "", None),
                     None => {
-                        wharf_proto::encode_frame(&mut self.write_buf, OpCode::Close, &[], None)
+                        wharf_proto::encode_frame(self.write_buf.buf(), OpCode::Close, &[], None)
                     }
                 }
                 let code = code.map(CloseCode::new).unwrap_or(CloseCode::NO_STATUS);
@@ -648,7 +648,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     async fn write_all(&mut self) -> io::Result<()> {
         poll_fn(|cx| {
             while self.written < self.write_buf.len() {
-                match Pin::new(&mut self.stream).poll_write(cx, &self.write_buf[self.written..]) {
+                match self
+                    .write_buf
+                    .poll_write(self.written, &mut self.stream, cx)
+                {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(n)) => self.written += n,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

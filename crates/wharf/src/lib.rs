@@ -76,6 +76,7 @@ pub mod rejection;
 pub mod routing;
 mod sender;
 pub mod server;
+mod write_queue;
 
 pub use close_code::CloseCode;
 pub use cluster::{Member, Scope};

@@ -66,6 +66,14 @@ impl Message {
         matches!(self, Message::Text(_) | Message::Binary(_))
     }
 
+    /// The payload, without a copy.
+    pub(crate) fn into_payload(self) -> Bytes {
+        match self {
+            Message::Text(text) => text.into(),
+            Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data,
+        }
+    }
+
     pub(crate) fn opcode(&self) -> wharf_proto::OpCode {
         use wharf_proto::OpCode;
         match self {

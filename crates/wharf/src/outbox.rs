@@ -1,8 +1,9 @@
 //! The outgoing queue of one connection: encoded frames waiting to be written.
 //!
 //! Anyone may push (the connection's own handler, an HTTP handler, another task); only the
-//! connection's driver drains it. Frames are encoded once, when pushed, into one byte buffer,
-//! so a batch of replies leaves in a single write. The queue is bounded in bytes: a push that
+//! connection's driver drains it. Frames are encoded once, when pushed, into one
+//! [`WriteQueue`] (large payloads kept rather than copied), so a batch of replies leaves in a
+//! single write. The queue is bounded in bytes: a push that
 //! finds it over the limit marks the connection a slow consumer, and the driver closes it.
 //!
 //! The lock is a `std::sync::Mutex`: it is held only to append bytes or swap buffers, never
@@ -10,10 +11,13 @@
 
 use std::sync::Mutex;
 use std::task::{Context, Waker};
+
+use bytes::Bytes;
 use wharf_proto::{Deflater, OpCode};
 
 use crate::CloseCode;
 use crate::compression::{Fanout, SendCompression, encode_with};
+use crate::write_queue::WriteQueue;
 
 /// Why a push did not queue anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +30,7 @@ pub(crate) enum PushError {
 
 #[derive(Default)]
 struct State {
-    buf: Vec<u8>,
+    queue: WriteQueue,
     waker: Option<Waker>,
     close: Option<(CloseCode, String)>,
     closed: bool,
@@ -48,7 +52,7 @@ pub(crate) struct Outbox {
 pub(crate) enum Drained {
     /// Nothing queued; the waker is registered.
     Empty,
-    /// Bytes were moved into the driver's buffer.
+    /// Bytes were moved into the driver's queue.
     Bytes,
     /// A close was requested (after everything queued before it, which was moved too).
     Close(CloseCode, String),
@@ -77,25 +81,45 @@ impl Outbox {
     /// returns the bytes queued.
     pub(crate) fn push_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<usize, PushError> {
         match self.compressing(opcode, payload.len()) {
-            None => self.push_with(|buf, _| wharf_proto::encode_frame(buf, opcode, payload, None)),
-            Some(c) if c.takeover => self.push_own(c, opcode, payload),
-            Some(c) => {
-                // Compressed before the lock is taken: no context links it to other messages.
-                let mut frame = Vec::new();
-                c.encode_fresh(opcode, payload, &mut frame);
-                self.push_with(|buf, _| buf.extend_from_slice(&frame))
-            }
+            None => self.push_with(|queue, _| {
+                wharf_proto::encode_frame(queue.buf(), opcode, payload, None);
+            }),
+            Some(c) => self.push_compressed(c, opcode, payload),
         }
+    }
+
+    /// Like [`push_frame`](Self::push_frame), for a payload given by value: a large one is
+    /// queued as it is, not copied (unless it is compressed).
+    pub(crate) fn push_owned(&self, opcode: OpCode, payload: Bytes) -> Result<usize, PushError> {
+        match self.compressing(opcode, payload.len()) {
+            None => self.push_with(|queue, _| queue.push_frame(opcode, payload)),
+            Some(c) => self.push_compressed(c, opcode, &payload),
+        }
+    }
+
+    fn push_compressed(
+        &self,
+        c: &SendCompression,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<usize, PushError> {
+        if c.takeover {
+            return self.push_own(c, opcode, payload);
+        }
+        // Compressed before the lock is taken: no context links it to other messages.
+        let mut frame = Vec::new();
+        c.encode_fresh(opcode, payload, &mut frame);
+        self.push_with(|queue, _| queue.buf().extend_from_slice(&frame))
     }
 
     /// Queues one fan-out message: its shared plain or compressed encoding, or (with context
     /// takeover) compressed by this connection's own compressor.
     pub(crate) fn push_fanout(&self, frame: &Fanout<'_>) -> Result<usize, PushError> {
         match self.compressing(frame.opcode, frame.payload.len()) {
-            None => self.push_with(|buf, _| buf.extend_from_slice(&frame.plain)),
+            None => self.push_with(|queue, _| queue.push_shared(&frame.plain)),
             Some(c) if c.takeover => self.push_own(c, frame.opcode, frame.payload),
             Some(c) => frame.with_fresh(c, |bytes| {
-                self.push_with(|buf, _| buf.extend_from_slice(bytes))
+                self.push_with(|queue, _| queue.buf().extend_from_slice(bytes))
             }),
         }
     }
@@ -112,29 +136,31 @@ impl Outbox {
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<usize, PushError> {
-        self.push_with(|buf, deflater| {
+        self.push_with(|queue, deflater| {
             let deflater = deflater.get_or_insert_with(|| Box::new(c.own_deflater()));
-            encode_with(deflater, opcode, payload, buf);
+            encode_with(deflater, opcode, payload, queue.buf());
         })
     }
 
     fn push_with(
         &self,
-        encode: impl FnOnce(&mut Vec<u8>, &mut Option<Box<Deflater>>),
+        encode: impl FnOnce(&mut WriteQueue, &mut Option<Box<Deflater>>),
     ) -> Result<usize, PushError> {
         let mut state = self.lock();
         if state.closed || state.close.is_some() {
             return Err(PushError::Closed);
         }
-        if state.buf.len() >= self.limit {
+        if state.queue.len() >= self.limit {
             state.overflow = true;
             wake(&mut state);
             return Err(PushError::Full);
         }
-        let before = state.buf.len();
-        let State { buf, deflater, .. } = &mut *state;
-        encode(buf, deflater);
-        let queued = state.buf.len() - before;
+        let before = state.queue.len();
+        let State {
+            queue, deflater, ..
+        } = &mut *state;
+        encode(queue, deflater);
+        let queued = state.queue.len() - before;
         wake(&mut state);
         Ok(queued)
     }
@@ -142,7 +168,7 @@ impl Outbox {
     /// Queues bytes already encoded (a moved connection's unwritten frames).
     pub(crate) fn push_raw(&self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            let _ = self.push_with(|buf, _| buf.extend_from_slice(bytes));
+            let _ = self.push_with(|queue, _| queue.buf().extend_from_slice(bytes));
         }
     }
 
@@ -178,16 +204,16 @@ impl Outbox {
 
     /// Marks the connection closed (later pushes fail with [`PushError::Closed`]) and returns
     /// what was still queued, so the driver can write it before its close frame.
-    pub(crate) fn close_and_take(&self) -> Vec<u8> {
+    pub(crate) fn close_and_take(&self) -> WriteQueue {
         let mut state = self.lock();
         state.closed = true;
         state.close = None;
-        std::mem::take(&mut state.buf)
+        std::mem::take(&mut state.queue)
     }
 
     /// Bytes waiting in the queue.
     pub(crate) fn queued(&self) -> usize {
-        self.lock().buf.len()
+        self.lock().queue.len()
     }
 
     /// While the socket cannot take more bytes: reports an overflow or a close request at once
@@ -210,7 +236,7 @@ impl Outbox {
     }
 
     /// Moves queued bytes into `out` (which must be empty), or registers `cx`'s waker.
-    pub(crate) fn drain_into(&self, out: &mut Vec<u8>, cx: &mut Context<'_>) -> Drained {
+    pub(crate) fn drain_into(&self, out: &mut WriteQueue, cx: &mut Context<'_>) -> Drained {
         let mut state = self.lock();
         if state.overflow {
             return Drained::Overflow;
@@ -218,8 +244,8 @@ impl Outbox {
         if std::mem::take(&mut state.stop) {
             return Drained::Stop;
         }
-        if !state.buf.is_empty() {
-            std::mem::swap(&mut state.buf, out);
+        if !state.queue.is_empty() {
+            std::mem::swap(&mut state.queue, out);
             return Drained::Bytes;
         }
         if let Some((code, reason)) = state.close.take() {
@@ -259,17 +285,36 @@ mod tests {
             outbox.push_frame(OpCode::Text, b"late"),
             Err(PushError::Closed)
         );
-        let mut out = Vec::new();
+        let mut out = WriteQueue::default();
         assert!(matches!(
             outbox.drain_into(&mut out, &mut cx),
             Drained::Bytes
         ));
-        assert_eq!(out, [0x81, 2, b'h', b'i']);
-        out.clear();
+        assert_eq!(out.to_vec_from(0), [0x81, 2, b'h', b'i']);
+        out.reset(0);
         assert!(matches!(
             outbox.drain_into(&mut out, &mut cx),
             Drained::Close(CloseCode::NORMAL, ref r) if r == "bye"
         ));
+    }
+
+    #[test]
+    fn a_large_payload_given_by_value_is_queued_whole_and_counted() {
+        let outbox = Outbox::new(1 << 20, None);
+        let payload = Bytes::from(vec![7u8; 5000]);
+        assert_eq!(outbox.push_owned(OpCode::Binary, payload.clone()), Ok(5004));
+        assert_eq!(outbox.push_frame(OpCode::Text, b"hi"), Ok(4));
+        assert_eq!(outbox.queued(), 5008);
+        let mut out = WriteQueue::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            outbox.drain_into(&mut out, &mut cx),
+            Drained::Bytes
+        ));
+        let mut expected = Vec::new();
+        wharf_proto::encode_frame(&mut expected, OpCode::Binary, &payload, None);
+        wharf_proto::encode_frame(&mut expected, OpCode::Text, b"hi", None);
+        assert_eq!(out.into_vec(), expected);
     }
 
     #[test]
@@ -284,7 +329,7 @@ mod tests {
         );
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(
-            outbox.drain_into(&mut Vec::new(), &mut cx),
+            outbox.drain_into(&mut WriteQueue::default(), &mut cx),
             Drained::Overflow
         ));
     }
@@ -304,7 +349,7 @@ mod tests {
         let counter = std::sync::Arc::new(Counter(Default::default()));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut out = Vec::new();
+        let mut out = WriteQueue::default();
         assert!(matches!(
             outbox.drain_into(&mut out, &mut cx),
             Drained::Empty
@@ -320,7 +365,7 @@ mod tests {
             outbox.drain_into(&mut out, &mut cx),
             Drained::Bytes
         ));
-        assert_eq!(out, [0x81, 2, b'h', b'i']);
+        assert_eq!(out.to_vec_from(0), [0x81, 2, b'h', b'i']);
     }
 
     #[test]
@@ -330,18 +375,18 @@ mod tests {
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(matches!(
-            outbox.drain_into(&mut Vec::new(), &mut cx),
+            outbox.drain_into(&mut WriteQueue::default(), &mut cx),
             Drained::Empty
         ));
         outbox.quiet();
         outbox.push_frame(OpCode::Text, b"reply").expect("queued");
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 0);
-        let mut out = Vec::new();
+        let mut out = WriteQueue::default();
         assert!(matches!(
             outbox.drain_into(&mut out, &mut cx),
             Drained::Bytes
         ));
-        out.clear();
+        out.reset(0);
         assert!(matches!(
             outbox.drain_into(&mut out, &mut cx),
             Drained::Empty

@@ -175,7 +175,9 @@ impl Mover {
                         }
                     })
                     .collect();
-                moved.write.extend(conn.0.outbox.close_and_take());
+                moved
+                    .write
+                    .extend(conn.0.outbox.close_and_take().into_vec());
                 (moved, fd)
             })
             .collect()

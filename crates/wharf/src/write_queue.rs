@@ -1,0 +1,265 @@
+//! [`WriteQueue`]: bytes on their way to a socket. Frame headers and small frames are encoded
+//! into one buffer; a large payload handed over by value is kept as it is, spliced in at its
+//! place, and written with a vectored write beside the headers instead of being copied.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wharf_proto::OpCode;
+
+/// From this many bytes on, a payload given by value is spliced rather than copied: below
+/// it, a copy costs less than an extra slice in the write (and keeps small replies in one
+/// buffer, one `write`).
+pub(crate) const SPLICE_FROM: usize = 1024;
+
+/// The most slices one vectored write is given (the rest goes in the next one).
+const MAX_SLICES: usize = 16;
+
+/// Bytes queued for one socket, in order: `buf`, with each spliced payload inserted at its
+/// offset.
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue {
+    /// Encoded bytes: every frame header, and the payloads that were copied.
+    buf: Vec<u8>,
+    /// Payloads kept by value, in order of their offsets in `buf`.
+    spliced: Vec<Splice>,
+    /// The spliced payloads' total length.
+    spliced_len: usize,
+}
+
+#[derive(Debug)]
+struct Splice {
+    /// Where in `buf` the payload goes (before the byte at this offset).
+    at: usize,
+    payload: Bytes,
+}
+
+impl WriteQueue {
+    /// The encoded bytes, to append frames to (the end of the buffer is the end of the
+    /// queue).
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Queues one unfragmented, unmasked frame; a payload of [`SPLICE_FROM`] bytes or more
+    /// is kept rather than copied.
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        if payload.len() < SPLICE_FROM {
+            wharf_proto::encode_frame(&mut self.buf, opcode, &payload, None);
+        } else {
+            wharf_proto::encode_header(&mut self.buf, true, opcode, None, payload.len());
+            self.splice(payload);
+        }
+    }
+
+    /// Queues bytes already encoded (one fan-out frame for many connections): shared rather
+    /// than copied from [`SPLICE_FROM`] bytes on.
+    pub(crate) fn push_shared(&mut self, encoded: &Bytes) {
+        if encoded.len() < SPLICE_FROM {
+            self.buf.extend_from_slice(encoded);
+        } else {
+            self.splice(encoded.clone());
+        }
+    }
+
+    fn splice(&mut self, payload: Bytes) {
+        self.spliced_len += payload.len();
+        self.spliced.push(Splice {
+            at: self.buf.len(),
+            payload,
+        });
+    }
+
+    /// Appends everything `other` holds.
+    pub(crate) fn append(&mut self, other: WriteQueue) {
+        let shift = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.spliced_len += other.spliced_len;
+        self.spliced
+            .extend(other.spliced.into_iter().map(|s| Splice {
+                at: s.at + shift,
+                payload: s.payload,
+            }));
+    }
+
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() + self.spliced_len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Empties the queue; a buffer grown beyond `keep` bytes is freed, so a burst does not
+    /// pin memory.
+    pub(crate) fn reset(&mut self, keep: usize) {
+        if self.buf.capacity() > keep {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        self.spliced.clear();
+        self.spliced_len = 0;
+    }
+
+    /// The queued bytes from `from` on, as one buffer (a moved connection's unwritten
+    /// bytes).
+    pub(crate) fn to_vec_from(&self, from: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len().saturating_sub(from));
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut at = from;
+        loop {
+            let n = self.slices_from(at, &mut slices);
+            if n == 0 {
+                return out;
+            }
+            for slice in &slices[..n] {
+                out.extend_from_slice(slice);
+                at += slice.len();
+            }
+        }
+    }
+
+    /// Writes some of the queued bytes from `from` on; returns how many.
+    pub(crate) fn poll_write<S: AsyncWrite + Unpin>(
+        &self,
+        from: usize,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.spliced.is_empty() {
+            let rest = self.buf.get(from..).unwrap_or_default();
+            return Pin::new(stream).poll_write(cx, rest);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.slices_from(from, &mut slices);
+        Pin::new(stream).poll_write_vectored(cx, &slices[..n])
+    }
+
+    /// Fills `out` with the queue's bytes from `from` on, in order; returns how many slices.
+    fn slices_from<'a>(&'a self, from: usize, out: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        let mut pos = 0;
+        // Takes the piece at `pos` if it reaches past `from`; false once `out` is full.
+        let mut take = |piece: &'a [u8]| {
+            let end = pos + piece.len();
+            if end > from && !piece.is_empty() {
+                let Some(slot) = out.get_mut(filled) else {
+                    return false;
+                };
+                *slot = IoSlice::new(piece.get(from.saturating_sub(pos)..).unwrap_or_default());
+                filled += 1;
+            }
+            pos = end;
+            true
+        };
+        let mut run_start = 0;
+        for splice in &self.spliced {
+            let run = self.buf.get(run_start..splice.at).unwrap_or_default();
+            if !take(run) || !take(&splice.payload) {
+                return filled;
+            }
+            run_start = splice.at;
+        }
+        take(self.buf.get(run_start..).unwrap_or_default());
+        filled
+    }
+
+    /// The whole queue as one buffer.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        if self.spliced.is_empty() {
+            return self.buf;
+        }
+        self.to_vec_from(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wharf_proto::encode_frame(&mut out, opcode, payload, None);
+        out
+    }
+
+    fn queue_of(payloads: &[usize]) -> (WriteQueue, Vec<u8>) {
+        let mut queue = WriteQueue::default();
+        let mut expected = Vec::new();
+        for (i, &len) in payloads.iter().enumerate() {
+            let payload: Vec<u8> = (0..len).map(|b| (b + i) as u8).collect();
+            expected.extend(frame(OpCode::Binary, &payload));
+            queue.push_frame(OpCode::Binary, payload.into());
+        }
+        (queue, expected)
+    }
+
+    #[test]
+    fn small_payloads_are_copied_and_large_ones_spliced_in_order() {
+        let (queue, expected) = queue_of(&[3, SPLICE_FROM, 10, 70_000, 0, SPLICE_FROM - 1]);
+        assert_eq!(queue.spliced.len(), 2);
+        assert_eq!(queue.len(), expected.len());
+        assert_eq!(queue.to_vec_from(0), expected);
+        for from in [1, 5, 6, SPLICE_FROM, expected.len() - 1, expected.len()] {
+            assert_eq!(queue.to_vec_from(from), expected[from..], "from {from}");
+        }
+        assert_eq!(queue.into_vec(), expected);
+    }
+
+    #[test]
+    fn append_keeps_the_order_of_both_queues() {
+        let (mut first, mut expected) = queue_of(&[SPLICE_FROM, 2]);
+        let (second, rest) = queue_of(&[5, 2 * SPLICE_FROM]);
+        first.buf().extend_from_slice(b"raw");
+        expected.extend_from_slice(b"raw");
+        first.append(second);
+        expected.extend(rest);
+        assert_eq!(first.into_vec(), expected);
+    }
+
+    #[test]
+    fn more_pieces_than_one_write_takes_are_written_across_writes() {
+        let lens = vec![SPLICE_FROM; MAX_SLICES];
+        let (queue, expected) = queue_of(&lens);
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        assert_eq!(queue.slices_from(0, &mut slices), MAX_SLICES);
+        assert_eq!(queue.to_vec_from(0), expected);
+    }
+
+    #[tokio::test]
+    async fn a_vectored_write_to_a_real_socket_carries_every_byte() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut got = Vec::new();
+            socket.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let (mut queue, expected) = queue_of(&[7, 300_000, SPLICE_FROM, 1, 2 * SPLICE_FROM]);
+        queue.buf().extend_from_slice(b"tail");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut written = 0;
+        while written < queue.len() {
+            let n = std::future::poll_fn(|cx| queue.poll_write(written, &mut stream, cx))
+                .await
+                .expect("write");
+            assert!(n > 0);
+            written += n;
+        }
+        drop(stream);
+        let mut want = expected;
+        want.extend_from_slice(b"tail");
+        assert_eq!(reader.await.expect("reader"), want);
+        queue.reset(0);
+        assert!(queue.is_empty());
+    }
+}
