@@ -18,6 +18,9 @@ pub(crate) const SPLICE_FROM: usize = 1024;
 /// The most slices one vectored write is given (the rest goes in the next one).
 const MAX_SLICES: usize = 16;
 
+/// A splice list grown beyond this many entries is freed once empty, like the buffer.
+const KEEP_SPLICES: usize = 64;
+
 /// Bytes queued for one socket, in order: `buf`, with each spliced payload inserted at its
 /// offset.
 #[derive(Debug, Default)]
@@ -94,15 +97,19 @@ impl WriteQueue {
         self.len() == 0
     }
 
-    /// Empties the queue; a buffer grown beyond `keep` bytes is freed, so a burst does not
-    /// pin memory.
+    /// Empties the queue; a buffer grown beyond `keep` bytes (or a splice list beyond
+    /// [`KEEP_SPLICES`]) is freed, so a burst does not pin memory.
     pub(crate) fn reset(&mut self, keep: usize) {
         if self.buf.capacity() > keep {
             self.buf = Vec::new();
         } else {
             self.buf.clear();
         }
-        self.spliced.clear();
+        if self.spliced.capacity() > KEEP_SPLICES {
+            self.spliced = Vec::new();
+        } else {
+            self.spliced.clear();
+        }
         self.spliced_len = 0;
     }
 
@@ -229,6 +236,19 @@ mod tests {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         assert_eq!(queue.slices_from(0, &mut slices), MAX_SLICES);
         assert_eq!(queue.to_vec_from(0), expected);
+    }
+
+    #[test]
+    fn reset_frees_what_a_burst_grew_and_keeps_what_a_reply_needs() {
+        // 65 headers (260 bytes) against a buffer kept up to 16.
+        let (mut queue, _) = queue_of(&[SPLICE_FROM; KEEP_SPLICES + 1]);
+        queue.reset(16);
+        assert!(queue.is_empty());
+        assert_eq!(queue.spliced.capacity(), 0);
+        assert_eq!(queue.buf.capacity(), 0);
+        let (mut queue, _) = queue_of(&[SPLICE_FROM, 10]);
+        queue.reset(4096);
+        assert!(queue.is_empty() && queue.spliced.capacity() > 0 && queue.buf.capacity() > 0);
     }
 
     #[tokio::test]

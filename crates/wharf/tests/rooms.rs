@@ -16,6 +16,7 @@ use wharf::{
 
 both_doors! {
     room_messages_reach_every_other_member_once,
+    large_room_messages_arrive_whole_and_in_order_between_small_ones,
     sender_push_room_counts_and_leaves_out_one_member,
     leaving_and_closing_free_the_room,
     the_sender_joins_and_leaves_by_id,
@@ -122,6 +123,30 @@ async fn room_messages_reach_every_other_member_once() {
     assert_silent(&mut a).await;
     assert_silent(&mut elsewhere).await;
     assert_silent(&mut b).await;
+}
+
+/// A room message of 1 KiB or more is encoded once and shared by the members' queues rather
+/// than copied into each: every member still reads it whole, in its place among the small
+/// ones.
+async fn large_room_messages_arrive_whole_and_in_order_between_small_ones() {
+    let server = server(false).await;
+    let (mut a, _) = join(server.addr(), "big", None).await;
+    let (mut b, _) = join(server.addr(), "big", None).await;
+    let (mut c, _) = join(server.addr(), "big", None).await;
+    let large: String = (0..70_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let just_large: String = large.chars().take(1024).collect();
+    let sent = ["one", large.as_str(), "two", just_large.as_str(), "three"];
+    for text in sent {
+        send_text(&mut a, text).await;
+    }
+    for member in [&mut b, &mut c] {
+        for text in sent {
+            assert_eq!(next_text(member).await, text);
+        }
+    }
+    assert_silent(&mut a).await;
 }
 
 async fn sender_push_room_counts_and_leaves_out_one_member() {
