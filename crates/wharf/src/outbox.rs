@@ -3,8 +3,8 @@
 //! Anyone may push (the connection's own handler, an HTTP handler, another task); only the
 //! connection's driver drains it. Frames are encoded once, when pushed, into one
 //! [`WriteQueue`] (large payloads kept rather than copied), so a batch of replies leaves in a
-//! single write. The queue is bounded in bytes: a push that
-//! finds it over the limit marks the connection a slow consumer, and the driver closes it.
+//! single write. The queue is bounded in bytes: a push that finds it over the limit marks the
+//! connection a slow consumer, and the driver closes it.
 //!
 //! The lock is a `std::sync::Mutex`: it is held only to append bytes or swap buffers, never
 //! across an `.await`, so an async mutex would only add cost (as mini-redis `db.rs` explains).
