@@ -1,5 +1,6 @@
 //! TLS from the config: a `websocket` server serving `wss` and an `http` server serving
-//! `https`, with a certificate from a test CA; bad key files fail the bind with a clear error.
+//! `https`, with a certificate from a test CA (large echoes included); bad key files fail the
+//! bind with a clear error.
 
 mod common;
 #[path = "../../wharf-client/tests/common/tls.rs"]
@@ -82,6 +83,25 @@ async fn wss_and_https_from_the_config() {
         .expect("open")
         .expect("message");
     assert_eq!(echoed, WsMessage::text("over tls"));
+    // Large replies are written with vectored writes beside their headers; through TLS too.
+    let large_text: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let large_binary: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    for message in [
+        WsMessage::text(large_text),
+        WsMessage::binary(large_binary),
+        WsMessage::text("after"),
+    ] {
+        within("send", ws.send(message.clone()))
+            .await
+            .expect("send");
+        let echoed = within("echo", ws.next())
+            .await
+            .expect("open")
+            .expect("message");
+        assert_eq!(echoed, message);
+    }
 
     let http = server.http.expect("http");
     let mut stream = within("TLS connect", tls_connect(&pki, http))
