@@ -75,20 +75,13 @@ async fn wss_and_https_from_the_config() {
     .await
     .expect("handshake");
     assert_eq!(response.status(), 101);
-    within("send", ws.send(WsMessage::text("over tls")))
-        .await
-        .expect("send");
-    let echoed = within("echo", ws.next())
-        .await
-        .expect("open")
-        .expect("message");
-    assert_eq!(echoed, WsMessage::text("over tls"));
     // Large replies are written with vectored writes beside their headers; through TLS too.
     let large_text: String = (0..200_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
     let large_binary: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
     for message in [
+        WsMessage::text("over tls"),
         WsMessage::text(large_text),
         WsMessage::binary(large_binary),
         WsMessage::text("after"),
