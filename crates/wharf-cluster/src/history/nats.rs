@@ -66,6 +66,8 @@ const STRIPES: usize = 64;
 const ATTEMPTS: usize = 200;
 
 const STREAM_EXISTS: u64 = 10058;
+/// What JetStream may answer instead of 10058 while another node creates the same stream.
+const SUBJECTS_OVERLAP: u64 = 10065;
 const STREAM_NOT_FOUND: u64 = 10059;
 const NO_MESSAGE: u64 = 10037;
 const WRONG_LAST_SEQUENCE: u64 = 10071;
@@ -329,8 +331,17 @@ impl NatsHistory {
         });
         let limits = match self.api("STREAM.CREATE", config).await {
             Ok(created) => Limits::from_config(&created["config"]),
-            Err(Fail::Other(e)) if e.contains(&format!("[{STREAM_EXISTS}]")) => {
-                let info = self.api("STREAM.INFO", json!({})).await?;
+            Err(Fail::Other(e))
+                if e.contains(&format!("[{STREAM_EXISTS}]"))
+                    || e.contains(&format!("[{SUBJECTS_OVERLAP}]")) =>
+            {
+                // Created meanwhile (another node's first append raced this one); an overlap
+                // with a stream of another name stays the error it is.
+                let info = match self.api("STREAM.INFO", json!({})).await {
+                    Ok(info) => info,
+                    Err(Fail::StreamGone) => return Err(Fail::Other(e)),
+                    Err(other) => return Err(other),
+                };
                 let mut config = info["config"].clone();
                 let have = Limits::from_config(&config);
                 if have.covers(&need) {
