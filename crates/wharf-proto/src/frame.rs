@@ -58,7 +58,7 @@ impl Frame {
         if !text {
             Ok(Self::Binary(data.into()))
         } else if data.len() >= SIMD_UTF8_FROM {
-            Self::copied(true, &data)
+            Self::simd_text(&data)
         } else {
             String::from_utf8(data)
                 .map(Self::Text)
@@ -73,12 +73,17 @@ impl Frame {
     /// instructions against 138).
     pub(crate) fn copied(text: bool, payload: &[u8]) -> Result<Self, ProtocolError> {
         if text && payload.len() >= SIMD_UTF8_FROM {
-            simdutf8::basic::from_utf8(payload)
-                .map(|text| Self::Text(text.to_owned()))
-                .map_err(|_| ProtocolError::INVALID_UTF8)
+            Self::simd_text(payload)
         } else {
             Self::data(text, payload.to_vec())
         }
+    }
+
+    /// Text checked with SIMD, then copied into its `String`.
+    fn simd_text(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        simdutf8::basic::from_utf8(bytes)
+            .map(|text| Self::Text(text.to_owned()))
+            .map_err(|_| ProtocolError::INVALID_UTF8)
     }
 
     /// A control frame from its unmasked payload; a close payload is parsed
