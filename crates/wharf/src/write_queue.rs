@@ -100,16 +100,8 @@ impl WriteQueue {
     /// Empties the queue; a buffer grown beyond `keep` bytes (or a splice list beyond
     /// [`KEEP_SPLICES`]) is freed, so a burst does not pin memory.
     pub(crate) fn reset(&mut self, keep: usize) {
-        if self.buf.capacity() > keep {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
-        if self.spliced.capacity() > KEEP_SPLICES {
-            self.spliced = Vec::new();
-        } else {
-            self.spliced.clear();
-        }
+        empty(&mut self.buf, keep);
+        empty(&mut self.spliced, KEEP_SPLICES);
         self.spliced_len = 0;
     }
 
@@ -182,6 +174,15 @@ impl WriteQueue {
             return self.buf;
         }
         self.to_vec_from(0)
+    }
+}
+
+/// Empties `items`, freeing them when they grew beyond `keep`.
+fn empty<T>(items: &mut Vec<T>, keep: usize) {
+    if items.capacity() > keep {
+        *items = Vec::new();
+    } else {
+        items.clear();
     }
 }
 
