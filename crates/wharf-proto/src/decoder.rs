@@ -133,9 +133,9 @@ impl Decoder {
     /// Consumes bytes from `input`, pushing every completed message and
     /// control frame into `out`, and returns how many bytes it consumed.
     ///
-    /// A frame wholly in `input` is unmasked where it lies, so its payload is copied once,
-    /// into its message: the consumed bytes of `input` are left changed. The unconsumed
-    /// tail is never touched.
+    /// A control or compressed frame wholly in `input` is unmasked where it lies (other
+    /// frames are unmasked as they are copied into their message): the consumed bytes of
+    /// `input` may be left changed. The unconsumed tail is never touched.
     ///
     /// It consumes all of `input` except, at most, an incomplete frame header
     /// (fewer than [`MAX_HEADER_LEN`](crate::MAX_HEADER_LEN) bytes) at its
@@ -289,15 +289,18 @@ impl Decoder {
     ) -> Result<(), ProtocolError> {
         match frame.opcode {
             OpCode::Text | OpCode::Binary if frame.fin => {
-                // Fast path: an unfragmented message, unmasked in place and copied once.
+                // Fast path: an unfragmented message, unmasked as it is copied into the
+                // buffer that becomes its `String` or `Bytes` (one pass over the payload),
+                // or unmasked in place to be inflated.
                 let text = frame.opcode == OpCode::Text;
-                let payload = unmask(payload, frame.mask);
-                let message = if frame.compressed {
-                    Frame::data(text, self.inflate(payload)?)
+                let data = if frame.compressed {
+                    self.inflate(unmask(payload, frame.mask))?
                 } else {
-                    Frame::copied(text, payload)
+                    let mut data = Vec::with_capacity(payload.len());
+                    append(&mut data, payload, frame.mask, 0);
+                    data
                 };
-                out.push(message?);
+                out.push(Frame::data(text, data)?);
                 Ok(())
             }
             op if op.is_control() => {
@@ -396,6 +399,7 @@ fn reserve(buf: &mut Vec<u8>, incoming: usize, declared: usize, upper: usize) {
     }
 }
 
+#[inline]
 fn append(buf: &mut Vec<u8>, chunk: &[u8], mask: Option<[u8; 4]>, offset: usize) {
     match mask {
         Some(key) => mask_copy(buf, chunk, key, offset),

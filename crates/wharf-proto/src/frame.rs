@@ -28,14 +28,6 @@ pub enum Frame {
     Close(Option<(u16, String)>),
 }
 
-/// From this many bytes on, text is checked with SIMD (`simdutf8`) rather than by std: std
-/// offers no safe way to take bytes checked elsewhere as a `String`, so a message already in
-/// its own `Vec` is then copied into its `String`, and from about here that copy costs less
-/// than std's check (callgrind, 4 KiB: 1,831 instructions for std's check, 593 for the SIMD
-/// one, about 700 for the copy and its allocation). A message still in the read buffer is
-/// copied either way.
-pub(crate) const SIMD_UTF8_FROM: usize = 512;
-
 impl Frame {
     /// The opcode of the (first) frame this came in.
     ///
@@ -52,38 +44,15 @@ impl Frame {
         }
     }
 
-    /// A whole data message gathered in its own buffer (fragmented or inflated); a text
-    /// message's UTF-8 is checked here, in the same pass that makes its `String`.
+    /// A whole data message in its own buffer (unmasked as it was copied there, gathered
+    /// from fragments, or inflated); a text message's UTF-8 is checked once and its buffer
+    /// becomes its `String` (see `text::into_string`).
     pub(crate) fn data(text: bool, data: Vec<u8>) -> Result<Self, ProtocolError> {
-        if !text {
+        if text {
+            Ok(Self::Text(crate::text::into_string(data)?))
+        } else {
             Ok(Self::Binary(data.into()))
-        } else if data.len() >= SIMD_UTF8_FROM {
-            Self::simd_text(&data)
-        } else {
-            String::from_utf8(data)
-                .map(Self::Text)
-                .map_err(|_| ProtocolError::INVALID_UTF8)
         }
-    }
-
-    /// A whole data message from its unmasked payload where it lies (the read buffer),
-    /// copied once into its own `String` or `Bytes`. Short text is copied before std checks
-    /// it: std's check goes a word at a time only over aligned bytes, and a new buffer is
-    /// aligned where a payload in the read buffer rarely is (callgrind, 32 bytes: 53
-    /// instructions against 138).
-    pub(crate) fn copied(text: bool, payload: &[u8]) -> Result<Self, ProtocolError> {
-        if text && payload.len() >= SIMD_UTF8_FROM {
-            Self::simd_text(payload)
-        } else {
-            Self::data(text, payload.to_vec())
-        }
-    }
-
-    /// Text checked with SIMD, then copied into its `String`.
-    fn simd_text(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        simdutf8::basic::from_utf8(bytes)
-            .map(|text| Self::Text(text.to_owned()))
-            .map_err(|_| ProtocolError::INVALID_UTF8)
     }
 
     /// A control frame from its unmasked payload; a close payload is parsed
@@ -114,30 +83,6 @@ mod tests {
         assert_eq!(
             Frame::data(true, vec![0xff]),
             Err(ProtocolError::INVALID_UTF8)
-        );
-    }
-
-    #[test]
-    fn copied_frames_are_checked_on_both_sides_of_the_simd_threshold() {
-        for len in [2, SIMD_UTF8_FROM - 2, SIMD_UTF8_FROM, 4096] {
-            let text = "é".repeat(len / 2);
-            assert_eq!(
-                Frame::copied(true, text.as_bytes()),
-                Ok(Frame::Text(text.clone()))
-            );
-            assert_eq!(
-                Frame::data(true, text.clone().into_bytes()),
-                Ok(Frame::Text(text.clone()))
-            );
-            // Cut inside the last code point.
-            let mut cut = text.into_bytes();
-            cut.pop();
-            assert_eq!(Frame::copied(true, &cut), Err(ProtocolError::INVALID_UTF8));
-            assert_eq!(Frame::data(true, cut), Err(ProtocolError::INVALID_UTF8));
-        }
-        assert_eq!(
-            Frame::copied(false, b"\xff"),
-            Ok(Frame::Binary(Bytes::from_static(b"\xff")))
         );
     }
 

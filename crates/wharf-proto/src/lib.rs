@@ -1,7 +1,9 @@
 //! The RFC 6455 (WebSocket) protocol engine shared by wharf's server and
 //! client: frame headers, masking, a streaming decoder that assembles
 //! messages with fail-fast UTF-8 validation, close frames and the handshake
-//! keys. It does no I/O, never panics on any input and uses no `unsafe`.
+//! keys. It does no I/O and never panics on any input. Its one `unsafe` (the only one in
+//! wharf) takes a text message's checked bytes as its `String` without a second check
+//! (`text.rs`).
 //!
 //! ```
 //! use wharf_proto::{Decoder, DecoderConfig, Frame, OpCode, Role, encode_frame};
@@ -30,6 +32,7 @@
 //! - [`utf8`] — [`Utf8Validator`], incremental fail-fast UTF-8 validation.
 //! - [`config`] — [`DecoderConfig`] and [`Role`].
 //! - [`frame`] — [`Frame`], a decoded message or control frame.
+//! - `text` — a text message's `String`, checked once (SIMD from 512 bytes), not copied.
 //! - [`decoder`] — [`Decoder`], the streaming decoder.
 //! - [`handshake`] — [`accept_key`], [`is_valid_key`] and [`generate_key`].
 //! - [`deflate`] — permessage-deflate (RFC 7692): [`DeflateConfig`],
@@ -46,6 +49,7 @@ pub mod handshake;
 pub mod header;
 pub mod mask;
 pub mod opcode;
+mod text;
 pub mod utf8;
 
 pub use close::{is_valid_close_code, parse_close_payload};

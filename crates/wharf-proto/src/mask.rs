@@ -21,22 +21,16 @@
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    // Byte i of `buf` is XORed with key byte (offset + i) % 4: rotate the key.
-    let shift = 8 * (offset % 4) as u32;
-    let m = u32::from_le_bytes(mask).rotate_right(shift).to_le_bytes();
-    let wide = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+    let key = Key::new(mask, offset);
     // 64 bytes at a time, with the key repeated over a block: the compiler XORs a block with
     // four 16-byte vector operations (callgrind, 4 KiB: 1,135 instructions against 1,262
     // for 8 bytes at a time). Short payloads skip making the block key.
     let mut blocks = buf.chunks_exact_mut(64);
     if blocks.len() > 0 {
-        let mut block_key = [0; 64];
-        for word in block_key.chunks_exact_mut(8) {
-            word.copy_from_slice(&wide.to_ne_bytes());
-        }
+        let block_key = key.block::<64>();
         for block in &mut blocks {
-            for (byte, key) in block.iter_mut().zip(block_key) {
-                *byte ^= key;
+            for (byte, k) in block.iter_mut().zip(block_key) {
+                *byte ^= k;
             }
         }
     }
@@ -44,16 +38,17 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut words = blocks.into_remainder().chunks_exact_mut(8);
     for chunk in &mut words {
         if let Ok(word) = <&mut [u8; 8]>::try_from(chunk) {
-            *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
+            *word = (u64::from_ne_bytes(*word) ^ key.word).to_ne_bytes();
         }
     }
     for (i, byte) in words.into_remainder().iter_mut().enumerate() {
-        *byte ^= m[i & 3];
+        *byte ^= key.bytes[i & 3];
     }
 }
 
 /// Appends `src` to `dst`, XORed with `mask` starting at key index
-/// `offset % 4` (see [`apply_mask`]).
+/// `offset % 4` (see [`apply_mask`]), in one pass: each block is read from `src`, XORed and
+/// written to `dst`.
 ///
 /// ```
 /// use wharf_proto::mask_copy;
@@ -64,10 +59,54 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
 /// ```
 #[inline]
 pub fn mask_copy(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) {
+    // A 256-byte block is appended by `extend` over a zip of two slices, which the compiler
+    // turns into 16-byte vector XORs written straight into `dst`; each `extend` checks the
+    // capacity once, so blocks are large (callgrind, 4 KiB with its allocation: 1,499
+    // instructions, against 1,736 for a copy then `apply_mask`, and 2,107 with 64-byte
+    // blocks). Below a block, a copy then `apply_mask` is cheaper (200 bytes: 299 against
+    // 356), so the rest goes that way.
+    let mut blocks = src.chunks_exact(256);
+    if blocks.len() > 0 {
+        let block_key = Key::new(mask, offset).block::<256>();
+        dst.reserve(src.len());
+        for block in &mut blocks {
+            dst.extend(block.iter().zip(&block_key).map(|(byte, k)| byte ^ k));
+        }
+    }
     let start = dst.len();
-    dst.extend_from_slice(src);
+    dst.extend_from_slice(blocks.remainder());
     if let Some(tail) = dst.get_mut(start..) {
+        // The blocks were a multiple of 4 bytes: the rest starts at the same key index.
         apply_mask(tail, mask, offset);
+    }
+}
+
+/// A masking key rotated to start at a payload offset.
+struct Key {
+    /// Byte i of a piece is XORed with `bytes[i % 4]`.
+    bytes: [u8; 4],
+    /// `bytes` twice, for 8 bytes at a time.
+    word: u64,
+}
+
+impl Key {
+    #[inline]
+    fn new(mask: [u8; 4], offset: usize) -> Self {
+        // Byte i of the piece is XORed with key byte (offset + i) % 4: rotate the key.
+        let shift = 8 * (offset % 4) as u32;
+        let m = u32::from_le_bytes(mask).rotate_right(shift).to_le_bytes();
+        let word = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+        Self { bytes: m, word }
+    }
+
+    /// The key over an N-byte block (N a multiple of 8).
+    #[inline]
+    fn block<const N: usize>(&self) -> [u8; N] {
+        let mut block = [0; N];
+        for word in block.chunks_exact_mut(8) {
+            word.copy_from_slice(&self.word.to_ne_bytes());
+        }
+        block
     }
 }
 
@@ -89,9 +128,13 @@ mod tests {
             for offset in 0..9 {
                 let mut fast = src[..len].to_vec();
                 let mut slow = fast.clone();
+                let mut copied = b"head".to_vec();
+                mask_copy(&mut copied, &fast, mask, offset);
                 apply_mask(&mut fast, mask, offset);
                 naive(&mut slow, mask, offset);
                 assert_eq!(fast, slow, "len {len} offset {offset}");
+                assert_eq!(copied[..4], *b"head");
+                assert_eq!(copied[4..], slow, "copied, len {len} offset {offset}");
             }
         }
     }

@@ -2,7 +2,7 @@
 //! partial paths.
 
 use super::*;
-use crate::frame::SIMD_UTF8_FROM;
+use crate::text::SIMD_UTF8_FROM;
 use crate::{encode_close, encode_frame, encode_header};
 use bytes::Bytes;
 
