@@ -10,6 +10,7 @@
 //! across an `.await`, so an async mutex would only add cost (as mini-redis `db.rs` explains).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Waker};
 
 use bytes::Bytes;
@@ -43,6 +44,12 @@ struct State {
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
+    /// Set while the driver runs its handlers: it drains the queue right after, in the same
+    /// wake-up, so a push meanwhile need not wake it. Cleared under the lock when the driver
+    /// registers its waker again (a push after that sees it cleared, and wakes). Outside the
+    /// lock so that setting it costs the driver no lock a message, and the registered waker
+    /// stays (no clone and drop of it a message).
+    dispatching: AtomicBool,
     limit: usize,
     /// permessage-deflate, when negotiated.
     compression: Option<Box<SendCompression>>,
@@ -66,6 +73,7 @@ impl Outbox {
     pub(crate) fn new(limit: usize, compression: Option<SendCompression>) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
+            dispatching: AtomicBool::new(false),
             limit,
             compression: compression.map(Box::new),
         }
@@ -152,7 +160,7 @@ impl Outbox {
         }
         if state.queue.len() >= self.limit {
             state.overflow = true;
-            wake(&mut state);
+            self.wake(&mut state);
             return Err(PushError::Full);
         }
         let before = state.queue.len();
@@ -161,7 +169,7 @@ impl Outbox {
         } = &mut *state;
         encode(queue, deflater);
         let queued = state.queue.len() - before;
-        wake(&mut state);
+        self.wake(&mut state);
         Ok(queued)
     }
 
@@ -181,7 +189,7 @@ impl Outbox {
         }
         let reason = wharf_proto::truncate_reason(reason).to_owned();
         state.close = Some((code, reason));
-        wake(&mut state);
+        self.wake(&mut state);
         true
     }
 
@@ -192,14 +200,15 @@ impl Outbox {
     pub(crate) fn stop(&self) {
         let mut state = self.lock();
         state.stop = true;
-        wake(&mut state);
+        self.wake(&mut state);
     }
 
-    /// Forgets the driver's waker while the driver itself runs its handler: a push made
-    /// meanwhile need not wake the task that will drain the queue right after anyway (the
-    /// driver polls the queue, and registers again, before it sleeps).
+    /// Tells the queue that the driver is running its handlers: a push made meanwhile need
+    /// not wake the task that will drain the queue right after anyway (the driver polls the
+    /// queue, and registers again, before it sleeps).
     pub(crate) fn quiet(&self) {
-        self.lock().waker = None;
+        // Relaxed: a pusher that misses it only wakes the driver once for nothing.
+        self.dispatching.store(true, Ordering::Relaxed);
     }
 
     /// Marks the connection closed (later pushes fail with [`PushError::Closed`]) and returns
@@ -231,7 +240,7 @@ impl Outbox {
             state.closed = true;
             return Some(Drained::Close(code, reason));
         }
-        register(&mut state, cx);
+        self.register(&mut state, cx);
         None
     }
 
@@ -252,21 +261,28 @@ impl Outbox {
             state.closed = true;
             return Drained::Close(code, reason);
         }
-        register(&mut state, cx);
+        self.register(&mut state, cx);
         Drained::Empty
     }
 }
 
-fn register(state: &mut State, cx: &Context<'_>) {
-    match &mut state.waker {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        slot => *slot = Some(cx.waker().clone()),
+impl Outbox {
+    fn register(&self, state: &mut State, cx: &Context<'_>) {
+        // Under the lock: a push after this one sees the flag cleared and the waker set.
+        self.dispatching.store(false, Ordering::Relaxed);
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
     }
-}
 
-fn wake(state: &mut State) {
-    if let Some(waker) = state.waker.take() {
-        waker.wake();
+    fn wake(&self, state: &mut State) {
+        if self.dispatching.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 }
 
