@@ -66,7 +66,8 @@ const STRIPES: usize = 64;
 const ATTEMPTS: usize = 200;
 
 const STREAM_EXISTS: u64 = 10058;
-/// What JetStream may answer instead of 10058 while another node creates the same stream.
+/// What JetStream may answer instead of [`STREAM_EXISTS`] while another node creates the
+/// same stream.
 const SUBJECTS_OVERLAP: u64 = 10065;
 const STREAM_NOT_FOUND: u64 = 10059;
 const NO_MESSAGE: u64 = 10037;
@@ -166,6 +167,10 @@ enum Fail {
     NoMessage,
     /// Someone else stored in the room since the last message we read.
     WrongLast,
+    /// A stream create found the stream there already (10058), or its subjects taken
+    /// (10065, what JetStream may answer while another node creates the same stream).
+    /// Carries the answer, for when no stream of ours turns out to be there.
+    StreamExists(String),
     /// Anything else: unavailable.
     Other(String),
     /// The read itself is refused (a position ahead of the top).
@@ -179,7 +184,7 @@ impl From<Fail> for HistoryError {
             Fail::StreamGone => "nats: the history stream is missing".to_owned(),
             Fail::NoMessage => "nats: a history message is missing".to_owned(),
             Fail::WrongLast => "nats: too many concurrent publishes to one room".to_owned(),
-            Fail::Other(e) => format!("nats: {e}"),
+            Fail::Other(e) | Fail::StreamExists(e) => format!("nats: {e}"),
         })
     }
 }
@@ -192,14 +197,18 @@ fn answer(payload: &[u8], what: &str) -> Result<Value, Fail> {
         return Ok(value);
     };
     let code = problem["err_code"].as_u64().unwrap_or_default();
+    let message = || {
+        format!(
+            "JetStream {what}: {} [{code}]",
+            problem["description"].as_str().unwrap_or("error")
+        )
+    };
     Err(match code {
         STREAM_NOT_FOUND => Fail::StreamGone,
         NO_MESSAGE => Fail::NoMessage,
         WRONG_LAST_SEQUENCE => Fail::WrongLast,
-        _ => Fail::Other(format!(
-            "JetStream {what}: {} [{code}]",
-            problem["description"].as_str().unwrap_or("error")
-        )),
+        STREAM_EXISTS | SUBJECTS_OVERLAP => Fail::StreamExists(message()),
+        _ => Fail::Other(message()),
     })
 }
 
@@ -331,10 +340,7 @@ impl NatsHistory {
         });
         let limits = match self.api("STREAM.CREATE", config).await {
             Ok(created) => Limits::from_config(&created["config"]),
-            Err(Fail::Other(e))
-                if e.contains(&format!("[{STREAM_EXISTS}]"))
-                    || e.contains(&format!("[{SUBJECTS_OVERLAP}]")) =>
-            {
+            Err(Fail::StreamExists(e)) => {
                 // Created meanwhile (another node's first append raced this one); an overlap
                 // with a stream of another name stays the error it is.
                 let info = match self.api("STREAM.INFO", json!({})).await {
