@@ -264,9 +264,7 @@ impl Outbox {
         self.register(&mut state, cx);
         Drained::Empty
     }
-}
 
-impl Outbox {
     fn register(&self, state: &mut State, cx: &Context<'_>) {
         // Under the lock: a push after this one sees the flag cleared and the waker set.
         self.dispatching.store(false, Ordering::Relaxed);
