@@ -25,7 +25,7 @@ use crate::config::{Heartbeat, Limits};
 use crate::conn::{Conn, OpenRequest};
 use crate::error_handler::ErrorHandler;
 use crate::handler::{CatchUnwind, CloseEvent, Initiator};
-use crate::outbox::Drained;
+use crate::outbox::{Drained, Registered};
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
 use crate::server::Phase;
@@ -121,6 +121,8 @@ pub(crate) struct Driver<S> {
     failed: Option<ProtocolError>,
     write_buf: WriteQueue,
     written: usize,
+    /// The waker the connection's outbox holds.
+    registered: Registered,
     last_seen: Instant,
     ping_sent: Option<Instant>,
     /// `max_messages_per_sec`, when on.
@@ -159,6 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             failed: None,
             write_buf: WriteQueue::default(),
             written: 0,
+            registered: Registered::default(),
             last_seen: Instant::now(),
             ping_sent: None,
             rate,
@@ -207,8 +210,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             drop(leftover);
             let opened = match &request {
                 Some(request) => {
-                    self.call(CatchUnwind(self.handler.on_open(&self.conn, request)))
-                        .await
+                    let opening = CatchUnwind(self.handler.on_open(&self.conn, request));
+                    self.called(opening.await)
                 }
                 None => Ok(()),
             };
@@ -382,8 +385,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if message.is_data() {
                 self.conn.0.counters.received(message.len());
             }
-            let future = CatchUnwind(self.handler.on_message(&self.conn, message));
-            if let Err(failure) = self.call(future).await {
+            let handled = CatchUnwind(self.handler.on_message(&self.conn, message)).await;
+            if let Err(failure) = self.called(handled) {
                 end = Some(failure);
                 break;
             }
@@ -393,9 +396,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         end
     }
 
-    /// Awaits a handler callback; an error or panic becomes the close the error handler picks.
-    async fn call(&self, future: CatchUnwind<'_, Result<(), HandlerError>>) -> Result<(), End> {
-        let error = match future.await {
+    /// What a handler callback returned: an error or panic becomes the close the error
+    /// handler picks. (A plain function over the awaited result, not an `async fn` awaiting
+    /// it: a message then costs no second future.)
+    fn called(&self, result: Result<Result<(), HandlerError>, String>) -> Result<(), End> {
+        let error = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => {
                 error!(conn = %self.conn.id(), route = self.conn.route(), %error, "handler failed");
@@ -491,7 +496,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         self.written += n;
                         continue;
                     }
-                    Poll::Pending => match self.conn.0.outbox.poll_urgent(cx) {
+                    Poll::Pending => match self.conn.0.outbox.poll_urgent(cx, &mut self.registered)
+                    {
                         Some(Drained::Overflow) => return Poll::Ready(IoEvent::Overflow),
                         Some(Drained::Stop) => return Poll::Ready(IoEvent::Stop),
                         Some(Drained::Close(code, reason)) => {
@@ -507,7 +513,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     return Poll::Ready(IoEvent::WriteFailed);
                 }
             }
-            match self.conn.0.outbox.drain_into(&mut self.write_buf, cx) {
+            match self
+                .conn
+                .0
+                .outbox
+                .drain_into(&mut self.write_buf, cx, &mut self.registered)
+            {
                 Drained::Bytes => continue,
                 Drained::Empty => break,
                 Drained::Close(code, reason) => {

@@ -8,6 +8,13 @@
 //!
 //! The lock is a `std::sync::Mutex`: it is held only to append bytes or swap buffers, never
 //! across an `.await`, so an async mutex would only add cost (as mini-redis `db.rs` explains).
+//!
+//! The driver takes it only when there is something to take. Whoever queues something sets
+//! `pending` (under the lock); the driver reads it without the lock, and a wake-up that finds
+//! it clear (most of them: a message arrived, nothing was queued) costs two loads. The outbox
+//! keeps the driver's waker registered across wake-ups (it wakes by reference), and the
+//! driver remembers which waker that is ([`Registered`]), so such a wake-up need not register
+//! it again either.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +51,14 @@ struct State {
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
+    /// Something in `state` waits for the driver: bytes, a close request, a stop or an
+    /// overflow. Set by whoever adds it and cleared by the driver when it has taken
+    /// everything, both under the lock; read by the driver without it.
+    pending: AtomicBool,
     /// Set while the driver runs its handlers: it drains the queue right after, in the same
-    /// wake-up, so a push meanwhile need not wake it. Cleared under the lock when the driver
-    /// registers its waker again (a push after that sees it cleared, and wakes). Outside the
-    /// lock so that setting it costs the driver no lock a message, and the registered waker
-    /// stays (no clone and drop of it a message).
+    /// wake-up, so a push meanwhile need not wake it. Written only by the driver: cleared
+    /// before it reads `pending` for the last time in a wake-up (a push after that read sees
+    /// it cleared, and wakes).
     dispatching: AtomicBool,
     limit: usize,
     /// permessage-deflate, when negotiated.
@@ -73,6 +83,7 @@ impl Outbox {
     pub(crate) fn new(limit: usize, compression: Option<SendCompression>) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
+            pending: AtomicBool::new(false),
             dispatching: AtomicBool::new(false),
             limit,
             compression: compression.map(Box::new),
@@ -160,7 +171,7 @@ impl Outbox {
         }
         if state.queue.len() >= self.limit {
             state.overflow = true;
-            self.wake(&mut state);
+            self.notify(&state, Urgency::Urgent);
             return Err(PushError::Full);
         }
         let before = state.queue.len();
@@ -169,7 +180,7 @@ impl Outbox {
         } = &mut *state;
         encode(queue, deflater);
         let queued = state.queue.len() - before;
-        self.wake(&mut state);
+        self.notify(&state, Urgency::Bytes);
         Ok(queued)
     }
 
@@ -189,7 +200,7 @@ impl Outbox {
         }
         let reason = wharf_proto::truncate_reason(reason).to_owned();
         state.close = Some((code, reason));
-        self.wake(&mut state);
+        self.notify(&state, Urgency::Urgent);
         true
     }
 
@@ -200,12 +211,12 @@ impl Outbox {
     pub(crate) fn stop(&self) {
         let mut state = self.lock();
         state.stop = true;
-        self.wake(&mut state);
+        self.notify(&state, Urgency::Urgent);
     }
 
     /// Tells the queue that the driver is running its handlers: a push made meanwhile need
-    /// not wake the task that will drain the queue right after anyway (the driver polls the
-    /// queue, and registers again, before it sleeps).
+    /// not wake the task that will drain the queue right after anyway (before it sleeps, the
+    /// driver clears the flag and then reads the queue's `pending`).
     pub(crate) fn quiet(&self) {
         // Relaxed: a pusher that misses it only wakes the driver once for nothing.
         self.dispatching.store(true, Ordering::Relaxed);
@@ -217,7 +228,9 @@ impl Outbox {
         let mut state = self.lock();
         state.closed = true;
         state.close = None;
-        std::mem::take(&mut state.queue)
+        let queue = std::mem::take(&mut state.queue);
+        self.settle(&state);
+        queue
     }
 
     /// Bytes waiting in the queue.
@@ -228,71 +241,148 @@ impl Outbox {
     /// While the socket cannot take more bytes: reports an overflow or a close request at once
     /// (a client that does not read must not keep its connection by not reading), else
     /// registers `cx`'s waker and returns `None`.
-    pub(crate) fn poll_urgent(&self, cx: &mut Context<'_>) -> Option<Drained> {
+    pub(crate) fn poll_urgent(
+        &self,
+        cx: &mut Context<'_>,
+        registered: &mut Registered,
+    ) -> Option<Drained> {
         let mut state = self.lock();
-        if state.overflow {
-            return Some(Drained::Overflow);
-        }
-        if std::mem::take(&mut state.stop) {
-            return Some(Drained::Stop);
-        }
-        if let Some((code, reason)) = state.close.take() {
+        let urgent = if state.overflow {
+            Some(Drained::Overflow)
+        } else if std::mem::take(&mut state.stop) {
+            Some(Drained::Stop)
+        } else if let Some((code, reason)) = state.close.take() {
             state.closed = true;
-            return Some(Drained::Close(code, reason));
-        }
-        self.register(&mut state, cx);
-        None
+            Some(Drained::Close(code, reason))
+        } else {
+            self.register(&mut state, cx, registered);
+            None
+        };
+        self.settle(&state);
+        urgent
     }
 
     /// Moves queued bytes into `out` (which must be empty), or registers `cx`'s waker.
-    pub(crate) fn drain_into(&self, out: &mut WriteQueue, cx: &mut Context<'_>) -> Drained {
+    #[inline]
+    pub(crate) fn drain_into(
+        &self,
+        out: &mut WriteQueue,
+        cx: &mut Context<'_>,
+        registered: &mut Registered,
+    ) -> Drained {
+        if registered.is(cx) && self.nothing_pending() {
+            return Drained::Empty;
+        }
+        self.drain_locked(out, cx, registered)
+    }
+
+    /// [`drain_into`](Self::drain_into) under the lock. Not inlined: the check before it
+    /// then costs a wake-up a few instructions, not this function's whole prologue.
+    #[inline(never)]
+    fn drain_locked(
+        &self,
+        out: &mut WriteQueue,
+        cx: &mut Context<'_>,
+        registered: &mut Registered,
+    ) -> Drained {
         let mut state = self.lock();
-        if state.overflow {
-            return Drained::Overflow;
-        }
-        if std::mem::take(&mut state.stop) {
-            return Drained::Stop;
-        }
-        if !state.queue.is_empty() {
+        let drained = if state.overflow {
+            Drained::Overflow
+        } else if std::mem::take(&mut state.stop) {
+            Drained::Stop
+        } else if !state.queue.is_empty() {
             std::mem::swap(&mut state.queue, out);
-            return Drained::Bytes;
-        }
-        if let Some((code, reason)) = state.close.take() {
+            Drained::Bytes
+        } else if let Some((code, reason)) = state.close.take() {
             state.closed = true;
-            return Drained::Close(code, reason);
-        }
-        self.register(&mut state, cx);
-        Drained::Empty
+            Drained::Close(code, reason)
+        } else {
+            self.register(&mut state, cx, registered);
+            Drained::Empty
+        };
+        self.settle(&state);
+        drained
     }
 
-    fn register(&self, state: &mut State, cx: &Context<'_>) {
-        // Under the lock: a push after this one sees the flag cleared and the waker set.
-        self.dispatching.store(false, Ordering::Relaxed);
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-    }
-
-    fn wake(&self, state: &mut State) {
+    /// Without the lock: true when nothing waits for the driver, and a push from now on
+    /// wakes it. The driver clears `dispatching`, then reads `pending`; a pusher sets
+    /// `pending`, then reads `dispatching` (all four `SeqCst`). So if this read finds nothing
+    /// pending, a push after it finds `dispatching` clear and wakes the driver.
+    #[inline]
+    fn nothing_pending(&self) -> bool {
+        // Only the driver writes `dispatching`: this load sees its own last store.
         if self.dispatching.load(Ordering::Relaxed) {
+            self.dispatching.store(false, Ordering::SeqCst);
+        }
+        !self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Under the lock, after the driver took from `state`: whether anything is left for it.
+    fn settle(&self, state: &State) {
+        let left = state.overflow || state.stop || state.close.is_some() || !state.queue.is_empty();
+        // The lock orders this with every pusher; the driver's own later read sees it.
+        self.pending.store(left, Ordering::Release);
+    }
+
+    /// Under the lock, with nothing pending: a push after this wakes `cx`'s task.
+    fn register(&self, state: &mut State, cx: &Context<'_>, registered: &mut Registered) {
+        self.dispatching.store(false, Ordering::SeqCst);
+        if !registered.is(cx) {
+            state.waker = Some(cx.waker().clone());
+            registered.0 = Some(cx.waker().clone());
+        }
+    }
+
+    /// Under the lock, after adding to `state`: tells the driver. Bytes wake it only when
+    /// nothing was pending (else it was told already, or runs its handlers and drains right
+    /// after); a close, a stop or an overflow always wakes it, even while bytes wait for a
+    /// socket that takes none.
+    fn notify(&self, state: &State, urgency: Urgency) {
+        let told = self.pending.swap(true, Ordering::SeqCst);
+        if told && urgency == Urgency::Bytes {
             return;
         }
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
+        if self.dispatching.load(Ordering::SeqCst) {
+            return;
         }
+        if let Some(waker) = &state.waker {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+/// What a pusher added, for [`Outbox::notify`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    Bytes,
+    Urgent,
+}
+
+/// The driver's record of the waker its outbox holds (which stays there until the driver
+/// registers another): while the driver is polled with that same waker, a wake-up that finds
+/// nothing pending need not take the lock to register it again.
+#[derive(Default)]
+pub(crate) struct Registered(Option<Waker>);
+
+impl Registered {
+    #[inline]
+    fn is(&self, cx: &Context<'_>) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Waker;
+    use std::task::{Poll, Waker};
 
     #[test]
     fn push_drain_close_order() {
         let outbox = Outbox::new(1024, None);
         let mut cx = Context::from_waker(Waker::noop());
+        let mut reg = Registered::default();
         assert_eq!(outbox.push_frame(OpCode::Text, b"hi"), Ok(4));
         assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
         assert_eq!(
@@ -301,13 +391,13 @@ mod tests {
         );
         let mut out = WriteQueue::default();
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Bytes
         ));
         assert_eq!(out.to_vec_from(0), [0x81, 2, b'h', b'i']);
         out.reset(0);
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Close(CloseCode::NORMAL, ref r) if r == "bye"
         ));
     }
@@ -321,8 +411,9 @@ mod tests {
         assert_eq!(outbox.queued(), 5008);
         let mut out = WriteQueue::default();
         let mut cx = Context::from_waker(Waker::noop());
+        let mut reg = Registered::default();
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Bytes
         ));
         let mut expected = Vec::new();
@@ -342,8 +433,9 @@ mod tests {
             Err(PushError::Full)
         );
         let mut cx = Context::from_waker(Waker::noop());
+        let mut reg = Registered::default();
         assert!(matches!(
-            outbox.drain_into(&mut WriteQueue::default(), &mut cx),
+            outbox.drain_into(&mut WriteQueue::default(), &mut cx, &mut reg),
             Drained::Overflow
         ));
     }
@@ -363,20 +455,24 @@ mod tests {
         let counter = std::sync::Arc::new(Counter(Default::default()));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
+        let mut reg = Registered::default();
         let mut out = WriteQueue::default();
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Empty
         ));
         outbox.push_frame(OpCode::Text, b"hi").expect("queued");
+        assert_eq!(woken(&counter), 1);
+        // Woken again: bytes already pending do not hold back a stop (the driver may be
+        // waiting for a socket that takes nothing).
         outbox.stop();
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(woken(&counter), 2);
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Stop
         ));
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Bytes
         ));
         assert_eq!(out.to_vec_from(0), [0x81, 2, b'h', b'i']);
@@ -388,8 +484,9 @@ mod tests {
         let counter = std::sync::Arc::new(Counter(Default::default()));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
+        let mut reg = Registered::default();
         assert!(matches!(
-            outbox.drain_into(&mut WriteQueue::default(), &mut cx),
+            outbox.drain_into(&mut WriteQueue::default(), &mut cx, &mut reg),
             Drained::Empty
         ));
         outbox.quiet();
@@ -397,15 +494,145 @@ mod tests {
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 0);
         let mut out = WriteQueue::default();
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Bytes
         ));
         out.reset(0);
         assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx),
+            outbox.drain_into(&mut out, &mut cx, &mut reg),
             Drained::Empty
         ));
         outbox.push_frame(OpCode::Text, b"push").expect("queued");
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    fn woken(counter: &Counter) -> usize {
+        counter.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_wake_up_with_nothing_pending_keeps_the_waker_and_a_push_after_it_wakes() {
+        let outbox = Outbox::new(1024, None);
+        let counter = std::sync::Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut reg = Registered::default();
+        let mut out = WriteQueue::default();
+        for round in 1..=3 {
+            // Nothing pending: the driver sleeps; its waker, registered once, stays.
+            assert!(matches!(
+                outbox.drain_into(&mut out, &mut cx, &mut reg),
+                Drained::Empty
+            ));
+            outbox.push_frame(OpCode::Text, b"a").expect("queued");
+            outbox.push_frame(OpCode::Text, b"b").expect("queued");
+            // The first push wakes it; the second finds it told already.
+            assert_eq!(woken(&counter), round);
+            assert!(matches!(
+                outbox.drain_into(&mut out, &mut cx, &mut reg),
+                Drained::Bytes
+            ));
+            assert_eq!(out.to_vec_from(0), [0x81, 1, b'a', 0x81, 1, b'b']);
+            out.reset(0);
+        }
+    }
+
+    #[test]
+    fn a_driver_polled_by_another_task_registers_that_task() {
+        let outbox = Outbox::new(1024, None);
+        let first = std::sync::Arc::new(Counter(Default::default()));
+        let second = std::sync::Arc::new(Counter(Default::default()));
+        let mut reg = Registered::default();
+        let mut out = WriteQueue::default();
+        let waker = Waker::from(first.clone());
+        let drained = outbox.drain_into(&mut out, &mut Context::from_waker(&waker), &mut reg);
+        assert!(matches!(drained, Drained::Empty));
+        // Polled again with another task's waker (a driver moved to another task): nothing
+        // is pending, yet it must not skip registering that waker.
+        let waker = Waker::from(second.clone());
+        let drained = outbox.drain_into(&mut out, &mut Context::from_waker(&waker), &mut reg);
+        assert!(matches!(drained, Drained::Empty));
+        outbox.push_frame(OpCode::Text, b"x").expect("queued");
+        assert_eq!((woken(&first), woken(&second)), (0, 1));
+    }
+
+    #[test]
+    fn a_close_wakes_the_driver_even_while_bytes_wait_for_the_socket() {
+        let outbox = Outbox::new(1024, None);
+        let counter = std::sync::Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut reg = Registered::default();
+        assert!(outbox.poll_urgent(&mut cx, &mut reg).is_none());
+        outbox.push_frame(OpCode::Text, b"a").expect("queued");
+        assert_eq!(woken(&counter), 1);
+        // The socket still takes nothing: the driver waits again with bytes pending.
+        assert!(outbox.poll_urgent(&mut cx, &mut reg).is_none());
+        outbox.push_frame(OpCode::Text, b"b").expect("queued");
+        assert_eq!(woken(&counter), 1, "more bytes need not wake it");
+        assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
+        assert_eq!(woken(&counter), 2, "a close must");
+        assert!(matches!(
+            outbox.poll_urgent(&mut cx, &mut reg),
+            Some(Drained::Close(CloseCode::NORMAL, _))
+        ));
+    }
+
+    /// Pushers on other threads against a driver task that drains as the real one does: every
+    /// message arrives, so no wake-up is lost between the lock-free check and a push.
+    #[test]
+    fn no_wake_up_is_lost_between_pushers_and_the_driver() {
+        const PUSHERS: usize = 4;
+        const EACH: usize = 20_000;
+        let outbox = std::sync::Arc::new(Outbox::new(usize::MAX, None));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let pushers: Vec<_> = (0..PUSHERS)
+            .map(|_| {
+                let outbox = outbox.clone();
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        outbox.push_frame(OpCode::Binary, b"m").expect("queued");
+                        if i % 64 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let frames = runtime.block_on(async {
+            let mut reg = Registered::default();
+            let mut out = WriteQueue::default();
+            let mut frames = 0;
+            let drain = std::future::poll_fn(|cx| {
+                loop {
+                    match outbox.drain_into(&mut out, cx, &mut reg) {
+                        Drained::Bytes => {
+                            frames += out.len() / 3;
+                            out.reset(0);
+                            // As the driver's handlers do: pushes during it need not wake.
+                            outbox.quiet();
+                        }
+                        Drained::Empty if frames == PUSHERS * EACH => return Poll::Ready(frames),
+                        Drained::Empty => return Poll::Pending,
+                        _ => unreachable!("nothing else is asked of the outbox"),
+                    }
+                }
+            });
+            // The deadline is polled first: a driver that was never woken must not be
+            // rescued by the timer's own wake-up.
+            let deadline = tokio::time::sleep(std::time::Duration::from_secs(20));
+            tokio::select! {
+                biased;
+                () = deadline => None,
+                frames = drain => Some(frames),
+            }
+        });
+        for pusher in pushers {
+            pusher.join().expect("pusher");
+        }
+        assert_eq!(frames, Some(PUSHERS * EACH), "a wake-up was lost");
     }
 }
