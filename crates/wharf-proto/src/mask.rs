@@ -95,8 +95,13 @@ impl Key {
         // Byte i of the piece is XORed with key byte (offset + i) % 4: rotate the key.
         let shift = 8 * (offset % 4) as u32;
         let m = u32::from_le_bytes(mask).rotate_right(shift).to_le_bytes();
-        let word = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
-        Self { bytes: m, word }
+        // The four bytes twice, in memory order on either endianness (two shifts and an or,
+        // where building the array byte by byte cost 20 instructions a message).
+        let half = u64::from(u32::from_ne_bytes(m));
+        Self {
+            bytes: m,
+            word: (half << 32) | half,
+        }
     }
 
     /// The key over an N-byte block (N a multiple of 8).
