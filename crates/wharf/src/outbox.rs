@@ -449,131 +449,135 @@ mod tests {
         }
     }
 
+    /// An outbox and its driver's side: a waker that counts its wake-ups, the record of the
+    /// registered waker, the driver's write queue.
+    struct Driver {
+        outbox: Outbox,
+        counter: std::sync::Arc<Counter>,
+        waker: Waker,
+        registered: Registered,
+        out: WriteQueue,
+    }
+
+    impl Driver {
+        fn new() -> Self {
+            let counter = std::sync::Arc::new(Counter(Default::default()));
+            Driver {
+                outbox: Outbox::new(1024, None),
+                waker: Waker::from(counter.clone()),
+                counter,
+                registered: Registered::default(),
+                out: WriteQueue::default(),
+            }
+        }
+
+        /// Another task's driver now (a new waker, same outbox).
+        fn moved(mut self) -> Self {
+            self.counter = std::sync::Arc::new(Counter(Default::default()));
+            self.waker = Waker::from(self.counter.clone());
+            self
+        }
+
+        fn drain(&mut self) -> Drained {
+            let mut cx = Context::from_waker(&self.waker);
+            self.outbox
+                .drain_into(&mut self.out, &mut cx, &mut self.registered)
+        }
+
+        fn urgent(&mut self) -> Option<Drained> {
+            let mut cx = Context::from_waker(&self.waker);
+            self.outbox.poll_urgent(&mut cx, &mut self.registered)
+        }
+
+        /// The bytes drained so far, taken.
+        fn written(&mut self) -> Vec<u8> {
+            let bytes = self.out.to_vec_from(0);
+            self.out.reset(0);
+            bytes
+        }
+
+        /// Queues a text message, as a handler or another task would.
+        fn push(&self, text: &[u8]) {
+            self.outbox.push_frame(OpCode::Text, text).expect("queued");
+        }
+
+        fn woken(&self) -> usize {
+            self.counter.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
     #[test]
     fn a_stop_wakes_the_driver_and_is_reported_once_before_the_bytes() {
-        let outbox = Outbox::new(1024, None);
-        let counter = std::sync::Arc::new(Counter(Default::default()));
-        let waker = Waker::from(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut reg = Registered::default();
-        let mut out = WriteQueue::default();
-        assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx, &mut reg),
-            Drained::Empty
-        ));
-        outbox.push_frame(OpCode::Text, b"hi").expect("queued");
-        assert_eq!(woken(&counter), 1);
+        let mut driver = Driver::new();
+        assert!(matches!(driver.drain(), Drained::Empty));
+        driver.push(b"hi");
+        assert_eq!(driver.woken(), 1);
         // Woken again: bytes already pending do not hold back a stop (the driver may be
         // waiting for a socket that takes nothing).
-        outbox.stop();
-        assert_eq!(woken(&counter), 2);
-        assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx, &mut reg),
-            Drained::Stop
-        ));
-        assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx, &mut reg),
-            Drained::Bytes
-        ));
-        assert_eq!(out.to_vec_from(0), [0x81, 2, b'h', b'i']);
+        driver.outbox.stop();
+        assert_eq!(driver.woken(), 2);
+        assert!(matches!(driver.drain(), Drained::Stop));
+        assert!(matches!(driver.drain(), Drained::Bytes));
+        assert_eq!(driver.written(), [0x81, 2, b'h', b'i']);
     }
 
     #[test]
     fn a_quiet_outbox_queues_without_waking_until_the_driver_registers_again() {
-        let outbox = Outbox::new(1024, None);
-        let counter = std::sync::Arc::new(Counter(Default::default()));
-        let waker = Waker::from(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut reg = Registered::default();
-        assert!(matches!(
-            outbox.drain_into(&mut WriteQueue::default(), &mut cx, &mut reg),
-            Drained::Empty
-        ));
-        outbox.quiet();
-        outbox.push_frame(OpCode::Text, b"reply").expect("queued");
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 0);
-        let mut out = WriteQueue::default();
-        assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx, &mut reg),
-            Drained::Bytes
-        ));
-        out.reset(0);
-        assert!(matches!(
-            outbox.drain_into(&mut out, &mut cx, &mut reg),
-            Drained::Empty
-        ));
-        outbox.push_frame(OpCode::Text, b"push").expect("queued");
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    fn woken(counter: &Counter) -> usize {
-        counter.0.load(std::sync::atomic::Ordering::SeqCst)
+        let mut driver = Driver::new();
+        assert!(matches!(driver.drain(), Drained::Empty));
+        driver.outbox.quiet();
+        driver.push(b"reply");
+        assert_eq!(driver.woken(), 0);
+        assert!(matches!(driver.drain(), Drained::Bytes));
+        driver.written();
+        assert!(matches!(driver.drain(), Drained::Empty));
+        driver.push(b"push");
+        assert_eq!(driver.woken(), 1);
     }
 
     #[test]
     fn a_wake_up_with_nothing_pending_keeps_the_waker_and_a_push_after_it_wakes() {
-        let outbox = Outbox::new(1024, None);
-        let counter = std::sync::Arc::new(Counter(Default::default()));
-        let waker = Waker::from(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut reg = Registered::default();
-        let mut out = WriteQueue::default();
+        let mut driver = Driver::new();
         for round in 1..=3 {
             // Nothing pending: the driver sleeps; its waker, registered once, stays.
-            assert!(matches!(
-                outbox.drain_into(&mut out, &mut cx, &mut reg),
-                Drained::Empty
-            ));
-            outbox.push_frame(OpCode::Text, b"a").expect("queued");
-            outbox.push_frame(OpCode::Text, b"b").expect("queued");
+            assert!(matches!(driver.drain(), Drained::Empty));
+            driver.push(b"a");
+            driver.push(b"b");
             // The first push wakes it; the second finds it told already.
-            assert_eq!(woken(&counter), round);
-            assert!(matches!(
-                outbox.drain_into(&mut out, &mut cx, &mut reg),
-                Drained::Bytes
-            ));
-            assert_eq!(out.to_vec_from(0), [0x81, 1, b'a', 0x81, 1, b'b']);
-            out.reset(0);
+            assert_eq!(driver.woken(), round);
+            assert!(matches!(driver.drain(), Drained::Bytes));
+            assert_eq!(driver.written(), [0x81, 1, b'a', 0x81, 1, b'b']);
         }
     }
 
     #[test]
     fn a_driver_polled_by_another_task_registers_that_task() {
-        let outbox = Outbox::new(1024, None);
-        let first = std::sync::Arc::new(Counter(Default::default()));
-        let second = std::sync::Arc::new(Counter(Default::default()));
-        let mut reg = Registered::default();
-        let mut out = WriteQueue::default();
-        let waker = Waker::from(first.clone());
-        let drained = outbox.drain_into(&mut out, &mut Context::from_waker(&waker), &mut reg);
-        assert!(matches!(drained, Drained::Empty));
-        // Polled again with another task's waker (a driver moved to another task): nothing
-        // is pending, yet it must not skip registering that waker.
-        let waker = Waker::from(second.clone());
-        let drained = outbox.drain_into(&mut out, &mut Context::from_waker(&waker), &mut reg);
-        assert!(matches!(drained, Drained::Empty));
-        outbox.push_frame(OpCode::Text, b"x").expect("queued");
-        assert_eq!((woken(&first), woken(&second)), (0, 1));
+        let mut first = Driver::new();
+        assert!(matches!(first.drain(), Drained::Empty));
+        // Polled again with another task's waker: nothing is pending, yet it must not skip
+        // registering that waker.
+        let first_counter = first.counter.clone();
+        let mut second = first.moved();
+        assert!(matches!(second.drain(), Drained::Empty));
+        second.push(b"x");
+        let first_woken = first_counter.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!((first_woken, second.woken()), (0, 1));
     }
 
     #[test]
     fn a_close_wakes_the_driver_even_while_bytes_wait_for_the_socket() {
-        let outbox = Outbox::new(1024, None);
-        let counter = std::sync::Arc::new(Counter(Default::default()));
-        let waker = Waker::from(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut reg = Registered::default();
-        assert!(outbox.poll_urgent(&mut cx, &mut reg).is_none());
-        outbox.push_frame(OpCode::Text, b"a").expect("queued");
-        assert_eq!(woken(&counter), 1);
+        let mut driver = Driver::new();
+        assert!(driver.urgent().is_none());
+        driver.push(b"a");
+        assert_eq!(driver.woken(), 1);
         // The socket still takes nothing: the driver waits again with bytes pending.
-        assert!(outbox.poll_urgent(&mut cx, &mut reg).is_none());
-        outbox.push_frame(OpCode::Text, b"b").expect("queued");
-        assert_eq!(woken(&counter), 1, "more bytes need not wake it");
-        assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
-        assert_eq!(woken(&counter), 2, "a close must");
+        assert!(driver.urgent().is_none());
+        driver.push(b"b");
+        assert_eq!(driver.woken(), 1, "more bytes need not wake it");
+        assert!(driver.outbox.request_close(CloseCode::NORMAL, "bye"));
+        assert_eq!(driver.woken(), 2, "a close must");
         assert!(matches!(
-            outbox.poll_urgent(&mut cx, &mut reg),
+            driver.urgent(),
             Some(Drained::Close(CloseCode::NORMAL, _))
         ));
     }
