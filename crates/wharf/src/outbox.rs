@@ -246,20 +246,7 @@ impl Outbox {
         cx: &mut Context<'_>,
         registered: &mut Registered,
     ) -> Option<Drained> {
-        let mut state = self.lock();
-        let urgent = if state.overflow {
-            Some(Drained::Overflow)
-        } else if std::mem::take(&mut state.stop) {
-            Some(Drained::Stop)
-        } else if let Some((code, reason)) = state.close.take() {
-            state.closed = true;
-            Some(Drained::Close(code, reason))
-        } else {
-            self.register(&mut state, cx, registered);
-            None
-        };
-        self.settle(&state);
-        urgent
+        self.take(None, cx, registered)
     }
 
     /// Moves queued bytes into `out` (which must be empty), or registers `cx`'s waker.
@@ -273,35 +260,38 @@ impl Outbox {
         if registered.is(cx) && self.nothing_pending() {
             return Drained::Empty;
         }
-        self.drain_locked(out, cx, registered)
+        self.take(Some(out), cx, registered)
+            .unwrap_or(Drained::Empty)
     }
 
-    /// [`drain_into`](Self::drain_into) under the lock. Not inlined: the check before it
-    /// then costs a wake-up a few instructions, not this function's whole prologue.
+    /// Under the lock, the first of: an overflow, a stop (reported once), the queued bytes
+    /// (moved into `out`, when given), a close request. With none, registers `cx`'s waker and
+    /// returns `None`. Not inlined: the check in [`drain_into`](Self::drain_into) then costs
+    /// a wake-up a few instructions, not this function's whole prologue.
     #[inline(never)]
-    fn drain_locked(
+    fn take(
         &self,
-        out: &mut WriteQueue,
+        out: Option<&mut WriteQueue>,
         cx: &mut Context<'_>,
         registered: &mut Registered,
-    ) -> Drained {
+    ) -> Option<Drained> {
         let mut state = self.lock();
-        let drained = if state.overflow {
-            Drained::Overflow
+        let taken = if state.overflow {
+            Some(Drained::Overflow)
         } else if std::mem::take(&mut state.stop) {
-            Drained::Stop
-        } else if !state.queue.is_empty() {
+            Some(Drained::Stop)
+        } else if let Some(out) = out.filter(|_| !state.queue.is_empty()) {
             std::mem::swap(&mut state.queue, out);
-            Drained::Bytes
+            Some(Drained::Bytes)
         } else if let Some((code, reason)) = state.close.take() {
             state.closed = true;
-            Drained::Close(code, reason)
+            Some(Drained::Close(code, reason))
         } else {
             self.register(&mut state, cx, registered);
-            Drained::Empty
+            None
         };
         self.settle(&state);
-        drained
+        taken
     }
 
     /// Without the lock: true when nothing waits for the driver, and a push from now on
