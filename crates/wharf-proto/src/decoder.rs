@@ -290,13 +290,14 @@ impl Decoder {
         match frame.opcode {
             OpCode::Text | OpCode::Binary if frame.fin => {
                 // Fast path: an unfragmented message, unmasked as it is copied into the
-                // buffer that becomes its `String` or `Bytes` (one pass over the payload),
-                // or unmasked in place to be inflated.
+                // buffer that becomes its `String` or `Bytes` (one pass over the payload;
+                // a buffer given back to the pool when it is large enough), or unmasked in
+                // place to be inflated.
                 let text = frame.opcode == OpCode::Text;
                 let data = if frame.compressed {
                     self.inflate(unmask(payload, frame.mask))?
                 } else {
-                    let mut data = Vec::with_capacity(payload.len());
+                    let mut data = crate::pool::take(payload.len());
                     append(&mut data, payload, frame.mask, 0);
                     data
                 };

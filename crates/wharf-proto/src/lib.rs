@@ -34,6 +34,8 @@
 //! - [`frame`] — [`Frame`], a decoded message or control frame.
 //! - `text` — a text message's `String`, checked once (SIMD from 512 bytes), not copied.
 //! - [`decoder`] — [`Decoder`], the streaming decoder.
+//! - [`pool`] — payload buffers kept per thread for the next message ([`pool::take`],
+//!   [`pool::give`]).
 //! - [`handshake`] — [`accept_key`], [`is_valid_key`] and [`generate_key`].
 //! - [`deflate`] — permessage-deflate (RFC 7692): [`DeflateConfig`],
 //!   [`DeflateParams`], [`Deflater`], [`Inflater`] and [`encode_compressed_frame`].
@@ -49,6 +51,7 @@ pub mod handshake;
 pub mod header;
 pub mod mask;
 pub mod opcode;
+pub mod pool;
 mod text;
 pub mod utf8;
 

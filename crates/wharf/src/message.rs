@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::write_queue::Payload;
+
 /// A complete WebSocket message, as a handler receives it and as a [`Sender`](crate::Sender) pushes it.
 ///
 /// Fragmented messages arrive whole; text is already validated as UTF-8.
@@ -66,11 +68,13 @@ impl Message {
         matches!(self, Message::Text(_) | Message::Binary(_))
     }
 
-    /// The payload, without a copy.
-    pub(crate) fn into_payload(self) -> Bytes {
+    /// The payload, without a copy (a text message's buffer stays a buffer of its own).
+    pub(crate) fn into_payload(self) -> Payload {
         match self {
-            Message::Text(text) => text.into(),
-            Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data,
+            Message::Text(text) => Payload::Owned(text.into_bytes()),
+            Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => {
+                Payload::Shared(data)
+            }
         }
     }
 

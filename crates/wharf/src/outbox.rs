@@ -20,12 +20,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Waker};
 
-use bytes::Bytes;
 use wharf_proto::{Deflater, OpCode};
 
 use crate::CloseCode;
 use crate::compression::{Fanout, SendCompression, encode_with};
-use crate::write_queue::WriteQueue;
+use crate::write_queue::{Payload, WriteQueue};
 
 /// Why a push did not queue anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +108,10 @@ impl Outbox {
 
     /// Like [`push_frame`](Self::push_frame), for a payload given by value: a large one is
     /// queued as it is, not copied (unless it is compressed).
-    pub(crate) fn push_owned(&self, opcode: OpCode, payload: Bytes) -> Result<usize, PushError> {
+    pub(crate) fn push_owned(&self, opcode: OpCode, payload: Payload) -> Result<usize, PushError> {
         match self.compressing(opcode, payload.len()) {
             None => self.push_with(|queue, _| queue.push_frame(opcode, payload)),
-            Some(c) => self.push_compressed(c, opcode, &payload),
+            Some(c) => self.push_compressed(c, opcode, payload.as_slice()),
         }
     }
 
@@ -395,8 +394,11 @@ mod tests {
     #[test]
     fn a_large_payload_given_by_value_is_queued_whole_and_counted() {
         let outbox = Outbox::new(1 << 20, None);
-        let payload = Bytes::from(vec![7u8; 5000]);
-        assert_eq!(outbox.push_owned(OpCode::Binary, payload.clone()), Ok(5004));
+        let payload = bytes::Bytes::from(vec![7u8; 5000]);
+        assert_eq!(
+            outbox.push_owned(OpCode::Binary, payload.clone().into()),
+            Ok(5004)
+        );
         assert_eq!(outbox.push_frame(OpCode::Text, b"hi"), Ok(4));
         assert_eq!(outbox.queued(), 5008);
         let mut out = WriteQueue::default();

@@ -1,6 +1,7 @@
 //! [`WriteQueue`]: bytes on their way to a socket. Frame headers and small frames are encoded
 //! into one buffer; a large payload handed over by value is kept as it is, spliced in at its
-//! place, and written with a vectored write beside the headers instead of being copied.
+//! place, and written with a vectored write beside the headers instead of being copied. Once
+//! written, a spliced buffer goes back to [`wharf_proto::pool`] for the next message read.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -37,7 +38,52 @@ pub(crate) struct WriteQueue {
 struct Splice {
     /// Where in `buf` the payload goes (before the byte at this offset).
     at: usize,
-    payload: Bytes,
+    payload: Payload,
+}
+
+/// A payload handed over by value: a buffer of its own (a text message's `String`), or
+/// shared bytes (a binary message, one fan-out encoding for many connections).
+#[derive(Debug)]
+pub(crate) enum Payload {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Payload {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Owned(buf) => buf,
+            Payload::Shared(bytes) => bytes,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Gives the buffer to [`wharf_proto::pool`] once nothing else holds it.
+    fn recycle(self) {
+        match self {
+            Payload::Owned(buf) => wharf_proto::pool::give(buf),
+            Payload::Shared(bytes) => {
+                if let Ok(buf) = bytes.try_into_mut() {
+                    wharf_proto::pool::give(buf.into());
+                }
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(buf: Vec<u8>) -> Self {
+        Payload::Owned(buf)
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(bytes: Bytes) -> Self {
+        Payload::Shared(bytes)
+    }
 }
 
 impl WriteQueue {
@@ -49,9 +95,9 @@ impl WriteQueue {
 
     /// Queues one unfragmented, unmasked frame; a payload of [`SPLICE_FROM`] bytes or more
     /// is kept rather than copied.
-    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Bytes) {
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Payload) {
         if payload.len() < SPLICE_FROM {
-            wharf_proto::encode_frame(&mut self.buf, opcode, &payload, None);
+            wharf_proto::encode_frame(&mut self.buf, opcode, payload.as_slice(), None);
         } else {
             wharf_proto::encode_header(&mut self.buf, true, opcode, None, payload.len());
             self.splice(payload);
@@ -64,11 +110,11 @@ impl WriteQueue {
         if encoded.len() < SPLICE_FROM {
             self.buf.extend_from_slice(encoded);
         } else {
-            self.splice(encoded.clone());
+            self.splice(Payload::Shared(encoded.clone()));
         }
     }
 
-    fn splice(&mut self, payload: Bytes) {
+    fn splice(&mut self, payload: Payload) {
         self.spliced_len += payload.len();
         self.spliced.push(Splice {
             at: self.buf.len(),
@@ -98,9 +144,13 @@ impl WriteQueue {
     }
 
     /// Empties the queue; a buffer grown beyond `keep` bytes (or a splice list beyond
-    /// [`KEEP_SPLICES`]) is freed, so a burst does not pin memory.
+    /// [`KEEP_SPLICES`]) is freed, so a burst does not pin memory. A spliced payload held
+    /// nowhere else goes back to [`wharf_proto::pool`], for the next message read.
     pub(crate) fn reset(&mut self, keep: usize) {
         empty(&mut self.buf, keep);
+        while let Some(splice) = self.spliced.pop() {
+            splice.payload.recycle();
+        }
         empty(&mut self.spliced, KEEP_SPLICES);
         self.spliced_len = 0;
     }
@@ -159,7 +209,7 @@ impl WriteQueue {
         let mut run_start = 0;
         for splice in &self.spliced {
             let run = self.buf.get(run_start..splice.at).unwrap_or_default();
-            if !take(run) || !take(&splice.payload) {
+            if !take(run) || !take(splice.payload.as_slice()) {
                 return filled;
             }
             run_start = splice.at;
@@ -250,6 +300,27 @@ mod tests {
         let (mut queue, _) = queue_of(&[SPLICE_FROM, 10]);
         queue.reset(4096);
         assert!(queue.is_empty() && queue.spliced.capacity() > 0 && queue.buf.capacity() > 0);
+    }
+
+    #[test]
+    fn a_written_payload_goes_back_to_the_pool_a_shared_one_once_it_is_the_last() {
+        let mut queue = WriteQueue::default();
+        let owned = vec![1u8; 3000];
+        let owned_at = owned.as_ptr();
+        queue.push_frame(OpCode::Text, owned.into());
+        let shared = Bytes::from(vec![2u8; 5000]);
+        let shared_at = shared.as_ptr();
+        queue.push_frame(OpCode::Binary, shared.clone().into());
+        queue.reset(0);
+        let again = wharf_proto::pool::take(3000);
+        assert_eq!((again.as_ptr(), again.capacity()), (owned_at, 3000));
+        // Still held by `shared`: not given back, so the pool has none of that size.
+        let fresh = wharf_proto::pool::take(5000);
+        assert_ne!(fresh.as_ptr(), shared_at);
+        queue.push_frame(OpCode::Binary, shared.into());
+        queue.reset(0);
+        let last = wharf_proto::pool::take(5000);
+        assert_eq!(last.as_ptr(), shared_at);
     }
 
     #[tokio::test]
