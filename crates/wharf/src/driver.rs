@@ -345,14 +345,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Hands every decoded frame to the handler, in order.
     async fn dispatch(&mut self) -> Option<End> {
-        let mut frames = std::mem::take(&mut self.frames);
         let mut end = None;
         // What the handlers push now is drained right after, in this same wake-up.
         self.conn.0.outbox.quiet();
         if let Some(rate) = &mut self.rate {
             rate.refill(Instant::now());
         }
-        for frame in frames.drain(..) {
+        // Popped from the end of the reversed list: each pop borrows the list only for
+        // itself (so the handler can be called with `&self` between two), and costs less
+        // than a `Drain`. What a break leaves is cleared.
+        self.frames.reverse();
+        while let Some(frame) = self.frames.pop() {
             // Every frame but the close counts: a ping flood is a message flood too.
             let limited = !matches!(frame, Frame::Close(_));
             if limited && self.rate.as_mut().is_some_and(|rate| !rate.take()) {
@@ -391,18 +394,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 break;
             }
         }
-        frames.clear();
-        self.frames = frames;
+        self.frames.clear();
         end
     }
 
     /// What a handler callback returned: an error or panic becomes the close the error
     /// handler picks. (A plain function over the awaited result, not an `async fn` awaiting
     /// it: a message then costs no second future.)
+    #[inline]
     fn called(&self, result: Result<Result<(), HandlerError>, String>) -> Result<(), End> {
-        let error = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.failed_call(Ok(error))),
+            Err(panic) => Err(self.failed_call(Err(panic))),
+        }
+    }
+
+    /// The close for a handler call that returned an error, or panicked (its message).
+    #[cold]
+    #[inline(never)]
+    fn failed_call(&self, failure: Result<HandlerError, String>) -> End {
+        let error = match failure {
+            Ok(error) => {
                 error!(conn = %self.conn.id(), route = self.conn.route(), %error, "handler failed");
                 error
             }
@@ -415,7 +428,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .settings
             .error_handler
             .handler_error(&self.conn, &error);
-        Err(End::Close(code, reason))
+        End::Close(code, reason)
     }
 
     /// Decodes bytes that arrived with the handshake request (a client that did not wait for
@@ -449,7 +462,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             } = self;
             let polled = SCRATCH.with_borrow_mut(|scratch| {
                 let carried = *header_len;
-                scratch[..carried].copy_from_slice(&header[..carried]);
+                // Most reads carry nothing over: no copy (not even an empty one, which is
+                // still a call to `memcpy`).
+                if carried > 0 {
+                    scratch[..carried].copy_from_slice(&header[..carried]);
+                }
                 let mut buf = ReadBuf::new(&mut scratch[carried..]);
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
                     Poll::Pending => Poll::Pending,
@@ -702,6 +719,10 @@ fn keep_partial(
     failed: &mut Option<ProtocolError>,
     rest: &[u8],
 ) {
+    if rest.is_empty() {
+        *header_len = 0;
+        return;
+    }
     match header.get_mut(..rest.len()) {
         Some(slot) => {
             slot.copy_from_slice(rest);

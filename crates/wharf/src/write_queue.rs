@@ -148,6 +148,10 @@ impl WriteQueue {
     /// nowhere else goes back to [`wharf_proto::pool`], for the next message read.
     pub(crate) fn reset(&mut self, keep: usize) {
         empty(&mut self.buf, keep);
+        if self.spliced.is_empty() {
+            // Small replies only (most wake-ups): nothing was spliced.
+            return;
+        }
         while let Some(splice) = self.spliced.pop() {
             splice.payload.recycle();
         }
