@@ -52,9 +52,16 @@ struct Inflate {
 /// assert_eq!(out, [Frame::Text("Hello".into())]);
 /// ```
 #[derive(Debug)]
+// `repr(C)`, in this order: what a whole frame in one read touches comes first (the limits,
+// the frame and message in progress, a past error, compression), in two cache lines at
+// most; what a fragmented or control message adds comes after.
+#[repr(C)]
 pub struct Decoder {
     config: DecoderConfig,
     frame: Option<InFrame>,
+    error: Option<ProtocolError>,
+    /// Boxed: most connections never negotiate compression.
+    inflate: Option<Box<Inflate>>,
     message: Option<Message>,
     data: Vec<u8>,
     /// What the message in progress counts for against `max_message_size`:
@@ -62,9 +69,6 @@ pub struct Decoder {
     cost: usize,
     control: Vec<u8>,
     utf8: Utf8Validator,
-    error: Option<ProtocolError>,
-    /// Boxed: most connections never negotiate compression.
-    inflate: Option<Box<Inflate>>,
 }
 
 impl Decoder {

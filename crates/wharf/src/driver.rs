@@ -108,29 +108,36 @@ impl DriverSettings {
     }
 }
 
+/// `repr(C)`, hot fields first: what every message touches (the stream, the connection, the
+/// write queue, the frame list, the decoder's state) lies in as few cache lines as it fits,
+/// and the rest after it. With many busy connections a wake-up finds little of its
+/// connection in the L1 cache, so every line it touches is a miss; the order the compiler
+/// chose spread them over eight (docs/decisions.md, "One task a connection, nothing around
+/// it").
+#[repr(C)]
 pub(crate) struct Driver<S> {
     stream: S,
     conn: Conn,
-    settings: Arc<DriverSettings>,
     handler: Arc<dyn crate::handler::DynHandler>,
-    ping: PingPolicy,
-    decoder: Decoder,
-    header: [u8; wharf_proto::MAX_HEADER_LEN],
-    header_len: usize,
-    frames: Vec<Frame>,
-    failed: Option<ProtocolError>,
-    write_buf: WriteQueue,
-    written: usize,
     /// The waker the connection's outbox holds.
     registered: Registered,
-    last_seen: Instant,
-    ping_sent: Option<Instant>,
+    write_buf: WriteQueue,
+    written: usize,
+    frames: Vec<Frame>,
+    header_len: usize,
+    failed: Option<ProtocolError>,
     /// `max_messages_per_sec`, when on.
     rate: Option<TokenBucket>,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+    decoder: Decoder,
+    settings: Arc<DriverSettings>,
     /// When a shutdown with `[drain] spread` closes this connection (it is served till then).
     drain_at: Option<Instant>,
     /// Held while the connection may still move to a successor ([`crate::handover`]).
     movable: Option<crate::handover::MovableGuard>,
+    header: [u8; wharf_proto::MAX_HEADER_LEN],
+    ping: PingPolicy,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {

@@ -135,13 +135,14 @@ where
                         match on_upgrade.await {
                             Ok(upgraded) => {
                                 let stream = Upgraded(Mutex::new(TokioIo::new(upgraded)));
-                                super::run_connection(shared, stream, accepted, Vec::new()).await;
+                                super::run_connection(shared, stream, accepted, Vec::new(), guard)
+                                    .await;
                             }
                             Err(error) => {
                                 debug!(%error, path, "the HTTP server did not hand over the upgraded connection");
+                                drop(guard);
                             }
                         }
-                        drop(guard);
                     });
                     Ok(response)
                 }
