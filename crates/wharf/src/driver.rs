@@ -112,8 +112,8 @@ impl DriverSettings {
 /// write queue, the frame list, the decoder's state) lies in as few cache lines as it fits,
 /// and the rest after it. With many busy connections a wake-up finds little of its
 /// connection in the L1 cache, so every line it touches is a miss; the order the compiler
-/// chose spread them over eight (docs/decisions.md, "One task a connection, nothing around
-/// it").
+/// chose spread them over the whole struct (docs/decisions.md, "One task a connection,
+/// nothing around it").
 #[repr(C)]
 pub(crate) struct Driver<S> {
     stream: S,
