@@ -36,19 +36,15 @@ valgrind=(valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out")
 if [[ -n $peer ]]; then
   port=$(free_port)
   "${valgrind[@]}" "$peer" --port "$port" --threads 1 >"$work/server.log" 2>&1 &
+  pid=$!
   url=ws://127.0.0.1:$port/
 else
-  ws=$(free_port)
-  http=$(free_port)
-  env WHARF_DATA_DIR="$work" WHARF_LOG=warn WHARF_WORKER_THREADS=1 \
-    WHARF_WS_HOST=127.0.0.1 WHARF_WS_PORT="$ws" WHARF_HTTP_HOST=127.0.0.1 WHARF_HTTP_PORT="$http" \
-    WHARF_WS_MAX_CONNECTIONS_PER_IP=0 \
-    "${valgrind[@]}" "${BIN:-${CARGO_TARGET_DIR:-target}/release/wharf}" serve >"$work/server.log" 2>&1 &
-  url=ws://127.0.0.1:$ws/echo
+  start_wharf "$work" WHARF_WORKER_THREADS=1 WHARF_WS_MAX_CONNECTIONS_PER_IP=0 -- "${valgrind[@]}"
+  pid=$SERVER_PID
+  url=ws://127.0.0.1:$WS_PORT/echo
 fi
-pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; echo "profile and logs: $work"' EXIT
-# Under valgrind a start takes seconds: ask for up to a minute.
+# Under valgrind a peer's start takes seconds: ask for up to a minute.
 "$wsload" probe --url "$url" --wait 60 >/dev/null
 callgrind_control -z "$pid" >/dev/null 2>&1
 "$wsload" echo -c "$conns" -s "$size" -d 5 --url "$url" --json-out "$work/echo.json" >/dev/null
