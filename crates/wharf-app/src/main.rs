@@ -140,7 +140,9 @@ fn main() -> ExitCode {
 /// woken, where the multi-thread runtime with a single worker runs the last one woken first
 /// and moves what overflows its 256-task queue to a queue it looks at every 61 tasks, so a
 /// room push to thousands of members finishes late for some of them (docs/decisions.md,
-/// "Fan-out latency").
+/// "Fan-out latency"). Its blocking threads (password hashing, the handover check) leave
+/// after a second unused, so that an idle one-worker server is one thread (docs/decisions.md,
+/// "One thread, and system calls without libc's cancellation points").
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let threads = std::env::var("WHARF_WORKER_THREADS")
         .ok()
@@ -149,6 +151,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 1 {
         return tokio::runtime::Builder::new_current_thread()
+            .thread_keep_alive(std::time::Duration::from_secs(1))
             .enable_all()
             .build();
     }

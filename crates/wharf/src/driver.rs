@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::{debug, error, info, warn};
 use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
 
@@ -29,6 +28,7 @@ use crate::outbox::{Drained, Registered};
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
 use crate::server::Phase;
+use crate::socket_io::SocketIo;
 use crate::write_queue::WriteQueue;
 use crate::{CloseCode, HandlerError, Message};
 
@@ -140,7 +140,7 @@ pub(crate) struct Driver<S> {
     ping: PingPolicy,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<S: SocketIo> Driver<S> {
     pub(crate) fn new(
         stream: S,
         conn: Conn,
@@ -474,13 +474,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 if carried > 0 {
                     scratch[..carried].copy_from_slice(&header[..carried]);
                 }
-                let mut buf = ReadBuf::new(&mut scratch[carried..]);
-                match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                match stream.poll_recv(cx, &mut scratch[carried..]) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Err(e)) => Poll::Ready(ReadEvent::Error(e)),
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(ReadEvent::Eof),
-                    Poll::Ready(Ok(())) => {
-                        let total = carried + buf.filled().len();
+                    Poll::Ready(Ok(0)) => Poll::Ready(ReadEvent::Eof),
+                    Poll::Ready(Ok(read)) => {
+                        let total = carried + read;
                         match decoder.decode(&mut scratch[..total], frames) {
                             Ok(consumed) => {
                                 keep_partial(header, header_len, failed, &scratch[consumed..total])

@@ -76,6 +76,7 @@ pub mod rejection;
 pub mod routing;
 mod sender;
 pub mod server;
+mod socket_io;
 mod write_queue;
 
 pub use close_code::CloseCode;

@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::serve::ListenerExt as _;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
@@ -46,6 +45,7 @@ use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
 use crate::handover::{Arrivals, HandoverError, Inherited, Mover, Transport, Upgrader};
 use crate::routing::{CompiledRouter, Route, Router};
+use crate::socket_io::SocketIo;
 use crate::{Error, Sender};
 
 mod accept;
@@ -804,7 +804,7 @@ impl ServerShared {
         may_move: bool,
     ) -> Driver<S>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: SocketIo,
     {
         let movable =
             (may_move && deflate.is_none() && route.handler.movable()).then(|| self.mover.enter());
@@ -916,7 +916,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     admission: Option<peers::Admission>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + Transport + 'static,
+    S: Send + Sync + Transport + SocketIo + 'static,
 {
     // Not boxed: the connection runs in a task of its own (below), so this task ends with
     // the handshake and nothing long-lived is sized by the handshake's state.
@@ -956,7 +956,7 @@ fn run_connection<S>(
 ) -> impl Future<Output = ()> + Send
 where
     // Sync too: the driver holds `&self` across its awaits.
-    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + Transport + 'static,
+    S: Send + Sync + Transport + SocketIo + 'static,
 {
     let accept::Accepted {
         route,

@@ -4,12 +4,12 @@
 //! written, a spliced buffer goes back to [`wharf_proto::pool`] for the next message read.
 
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::AsyncWrite;
 use wharf_proto::OpCode;
+
+use crate::socket_io::SocketIo;
 
 /// From this many bytes on, a payload given by value is spliced rather than copied: below
 /// it, a copy costs less than an extra slice in the write (and keeps small replies in one
@@ -178,7 +178,7 @@ impl WriteQueue {
     }
 
     /// Writes some of the queued bytes from `from` on; returns how many.
-    pub(crate) fn poll_write<S: AsyncWrite + Unpin>(
+    pub(crate) fn poll_write<S: SocketIo>(
         &self,
         from: usize,
         stream: &mut S,
@@ -186,11 +186,11 @@ impl WriteQueue {
     ) -> Poll<io::Result<usize>> {
         if self.spliced.is_empty() {
             let rest = self.buf.get(from..).unwrap_or_default();
-            return Pin::new(stream).poll_write(cx, rest);
+            return stream.poll_send(cx, rest);
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let n = self.slices_from(from, &mut slices);
-        Pin::new(stream).poll_write_vectored(cx, &slices[..n])
+        stream.poll_send_vectored(cx, &slices[..n])
     }
 
     /// Fills `out` with the queue's bytes from `from` on, in order; returns how many slices.

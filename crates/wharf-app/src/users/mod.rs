@@ -52,6 +52,11 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// How long to wait for a database connection before giving up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a SQLite file's connection stays open unused. sqlx runs each on a thread of its
+/// own, and while a process has more than one thread every socket call of every connection
+/// costs more, in libc and in the kernel (docs/decisions.md, "One thread, and system calls
+/// without libc's cancellation points"); reopening costs far less than a login's hash.
+const SQLITE_IDLE: Duration = Duration::from_secs(1);
 
 /// A user account as stored (the password hash never leaves the store).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -348,6 +353,10 @@ impl UserStore {
                 .max_lifetime(None);
             options
         } else {
+            // Every SQLite connection is a thread of sqlx's: close the unused ones soon.
+            pool_options = pool_options
+                .min_connections(0)
+                .idle_timeout(Some(SQLITE_IDLE));
             options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)

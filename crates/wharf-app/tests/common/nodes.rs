@@ -14,7 +14,7 @@ pub struct Node {
     child: Child,
     pub ws: SocketAddr,
     pub http: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// What a node is started with.
@@ -82,7 +82,7 @@ pub fn spawn(config: &NodeConfig) -> Node {
         child,
         ws: ws.expect("ws"),
         http: http.expect("http"),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -115,6 +115,16 @@ pub fn command(config: &NodeConfig, dir: &std::path::Path) -> Command {
 }
 
 impl Node {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its data directory (`WHARF_DATA_DIR`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Kills the process at once (SIGKILL): no close handshakes, no presence cleanup.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

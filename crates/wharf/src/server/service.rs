@@ -220,6 +220,8 @@ impl crate::handover::Transport for Upgraded {
     }
 }
 
+impl crate::socket_io::SocketIo for Upgraded {}
+
 impl Upgraded {
     fn io(self: Pin<&mut Self>) -> Pin<&mut TokioIo<hyper::upgrade::Upgraded>> {
         Pin::new(
