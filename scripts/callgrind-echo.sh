@@ -3,13 +3,15 @@
 # instructions (and, with --cache, L1 and L2 misses) a message under callgrind, which the
 # machine's noise does not move. docs/decisions.md quotes these figures.
 #
-#   scripts/callgrind-echo.sh [--cache] [--peer BIN] SIZE [CONNS]
+#   scripts/callgrind-echo.sh [--cache] [--locked] [--peer BIN] SIZE [CONNS]
 #
 # Runs `wharf serve` (one worker thread, no per-address cap) under valgrind, or with --peer a
 # harness peer (`BIN --port P --threads 1`, such as peer-fastws), resets the counters once it
 # answers, runs `wsload echo -c CONNS -s SIZE -d 5` (CONNS 16 by default; the harness uses
 # 64), and divides the counts by the messages echoed. --cache simulates a 32 KiB 8-way L1
-# and a 512 KiB L2 (this machine's). Needs valgrind and the harness's wsload
+# and a 512 KiB L2 (this machine's). --locked also counts the bus-locking instructions a
+# message (atomic read-modify-writes: `lock`-prefixed, or `xchg` with memory) and the
+# functions that execute them (scripts/callgrind-locked.py; needs objdump). Needs valgrind and the harness's wsload
 # (WHARF_BENCH_DIR, default ../shared/bench; its target/release/wsload built). The release
 # build must exist (BIN, else <target>/release/wharf); build it with line tables
 # (CARGO_PROFILE_RELEASE_DEBUG=line-tables-only) to read the profile with callgrind_annotate.
@@ -17,22 +19,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 cache=()
+locked=
 peer=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --cache) cache=(--cache-sim=yes --D1=32768,8,64 --I1=32768,8,64 --LL=524288,8,64) ;;
+    --locked) locked=1 ;;
     --peer) peer=$(realpath "$2"); shift ;;
     *) break ;;
   esac
   shift
 done
-size=${1:?usage: scripts/callgrind-echo.sh [--cache] [--peer BIN] SIZE [CONNS]}
+size=${1:?usage: scripts/callgrind-echo.sh [--cache] [--locked] [--peer BIN] SIZE [CONNS]}
 conns=${2:-16}
 bench=$(realpath "${WHARF_BENCH_DIR:-../shared/bench}")
 wsload=$bench/target/release/wsload
 work=$(mktemp -d /tmp/wharf-callgrind.XXXXXX)
 out=$work/callgrind.out
-valgrind=(valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out")
+valgrind=(valgrind --tool=callgrind "${cache[@]}" ${locked:+--dump-instr=yes} --callgrind-out-file="$out")
 if [[ -n $peer ]]; then
   port=$(free_port)
   "${valgrind[@]}" "$peer" --port "$port" --threads 1 >"$work/server.log" 2>&1 &
@@ -49,9 +53,10 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; echo "profile and logs: $wor
 callgrind_control -z "$pid" >/dev/null 2>&1
 "$wsload" echo -c "$conns" -s "$size" -d 5 --url "$url" --json-out "$work/echo.json" >/dev/null
 callgrind_control -d "$pid" >/dev/null 2>&1
-python3 - "$work/echo.json" "$out".* <<'PY'
-import json, sys
-messages = json.loads(open(sys.argv[1]).read().splitlines()[-1])["sent_total"]
+messages=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["sent_total"])' "$work/echo.json")
+python3 - "$messages" "$out".* <<'PY'
+import sys
+messages = int(sys.argv[1])
 events = totals = None
 for line in open(sys.argv[2]):
     if line.startswith("events:"):
@@ -61,3 +66,4 @@ for line in open(sys.argv[2]):
 print(f"{messages} messages; a message:", " ".join(
     f"{name} {count / messages:,.1f}" for name, count in zip(events, totals)))
 PY
+[[ -z $locked ]] || python3 scripts/callgrind-locked.py "$messages" "$out".*

@@ -24,7 +24,7 @@ use crate::config::{Heartbeat, Limits};
 use crate::conn::{Conn, OpenRequest};
 use crate::error_handler::ErrorHandler;
 use crate::handler::{CatchUnwind, CloseEvent, Initiator};
-use crate::outbox::{Drained, Registered};
+use crate::outbox::{Drained, Lending, Registered};
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
 use crate::server::Phase;
@@ -353,8 +353,6 @@ impl<S: SocketIo> Driver<S> {
     /// Hands every decoded frame to the handler, in order.
     async fn dispatch(&mut self) -> Option<End> {
         let mut end = None;
-        // What the handlers push now is drained right after, in this same wake-up.
-        self.conn.0.outbox.quiet();
         if let Some(rate) = &mut self.rate {
             rate.refill(Instant::now());
         }
@@ -395,7 +393,12 @@ impl<S: SocketIo> Driver<S> {
             if message.is_data() {
                 self.conn.0.counters.received(message.len());
             }
-            let handled = CatchUnwind(self.handler.on_message(&self.conn, message)).await;
+            let handled = Lending {
+                outbox: &self.conn.0.outbox,
+                out: &mut self.write_buf,
+                call: CatchUnwind(self.handler.on_message(&self.conn, message)),
+            }
+            .await;
             if let Err(failure) = self.called(handled) {
                 end = Some(failure);
                 break;

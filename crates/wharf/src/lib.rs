@@ -70,6 +70,7 @@ pub mod metrics;
 pub mod middleware;
 mod outbox;
 pub mod pattern;
+mod per_thread;
 pub mod rate_limit;
 mod registry;
 pub mod rejection;

@@ -15,10 +15,24 @@
 //! keeps the driver's waker registered across wake-ups (it wakes by reference), and the
 //! driver remembers which waker that is ([`Registered`]), so such a wake-up need not register
 //! it again either.
+//!
+//! Most pushes are a handler's replies to its own connection, made while the driver polls
+//! it. For one poll the driver *lends* the thread a queue ([`Lending`]): a push to this
+//! outbox from that thread appends to it with neither the lock nor an atomic read-modify-
+//! write, and the driver takes the queue back into its write buffer when the poll returns.
+//! Order is kept: the outbox lends only while nothing waits in it (else a reply would jump
+//! ahead of what was queued before), a push stops using the lent queue as soon as something
+//! arrives in the outbox meanwhile, and anything that takes the lock from that thread first
+//! moves the lent bytes into the locked queue (a close requested after a reply still leaves
+//! after it; a compressed reply with context takeover, which needs the locked compressor,
+//! lands behind the plain ones).
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 
 use wharf_proto::{Deflater, OpCode};
 
@@ -54,8 +68,9 @@ pub(crate) struct Outbox {
     /// overflow. Set by whoever adds it and cleared by the driver when it has taken
     /// everything, both under the lock; read by the driver without it.
     pending: AtomicBool,
-    /// Set while the driver runs its handlers: it drains the queue right after, in the same
-    /// wake-up, so a push meanwhile need not wake it. Written only by the driver: cleared
+    /// Set while the driver runs a handler that may push under the lock (it was lent no
+    /// queue, or gave it back): it drains the queue right after, in the same wake-up, so a
+    /// push meanwhile need not wake it. Written only by the driver: cleared
     /// before it reads `pending` for the last time in a wake-up (a push after that read sees
     /// it cleared, and wakes).
     dispatching: AtomicBool,
@@ -92,14 +107,95 @@ impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means a pusher panicked between two plain field writes; the
         // state is still consistent, so keep going rather than take the connection down.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.take_back_lent(&mut state);
+        state
+    }
+
+    /// This outbox's identity in the thread's [`LENT_TO`].
+    fn id(&self) -> usize {
+        self as *const Outbox as usize
+    }
+
+    /// Under the lock: when this thread's queue is lent to this outbox, moves what it holds
+    /// into the locked queue (it was pushed first) and ends the lending, so that whatever
+    /// this thread does under the lock comes after it.
+    fn take_back_lent(&self, state: &mut State) {
+        if LENT_TO.get() != self.id() {
+            return;
+        }
+        LENT_TO.set(0);
+        // The driver drains right after its poll, on this thread: what is queued under the
+        // lock from now on need not wake it.
+        self.quiet();
+        let _ = LENT.try_with(|lent| {
+            let mut lent = lent.borrow_mut();
+            if !lent.is_empty() {
+                state.queue.append(std::mem::take(&mut *lent));
+                self.pending.store(true, Ordering::Release);
+            }
+        });
+    }
+
+    /// Lends this thread's queue to this outbox for the pushes of one poll of the
+    /// connection's handler; false (and the pushes take the lock, without waking the
+    /// driver) while something waits in the outbox, or the queue is lent already.
+    fn lend(&self) -> bool {
+        let lent = !self.pending.load(Ordering::Acquire) && LENT_TO.get() == 0;
+        if lent {
+            LENT_TO.set(self.id());
+        } else {
+            self.quiet();
+        }
+        lent
+    }
+
+    /// Ends this outbox's lending (if it is still open) and appends what was pushed through
+    /// it to `out`: by swapping buffers when `out` is empty, as most replies find it.
+    fn reclaim(&self, out: &mut WriteQueue) {
+        if LENT_TO.get() != self.id() {
+            return;
+        }
+        LENT_TO.set(0);
+        let _ = LENT.try_with(|lent| {
+            let mut lent = lent.borrow_mut();
+            if lent.is_empty() {
+                return;
+            }
+            if out.is_empty() {
+                std::mem::swap(out, &mut *lent);
+            } else {
+                out.append(std::mem::take(&mut *lent));
+            }
+        });
+    }
+
+    /// Pushes through this thread's queue when it is lent to this outbox, nothing waits in
+    /// the outbox, and the queue is under the limit: then takes `encode` and returns the
+    /// bytes queued; else leaves `encode` where it is.
+    fn push_lent(&self, encode: &mut Option<impl FnOnce(&mut WriteQueue)>) -> usize {
+        if LENT_TO.get() != self.id() || self.pending.load(Ordering::Acquire) {
+            return 0;
+        }
+        LENT.try_with(|lent| {
+            let mut lent = lent.borrow_mut();
+            if lent.len() >= self.limit {
+                return 0;
+            }
+            let before = lent.len();
+            if let Some(encode) = encode.take() {
+                encode(&mut lent);
+            }
+            lent.len() - before
+        })
+        .unwrap_or(0)
     }
 
     /// Encodes a whole frame into the queue (compressed when negotiated and worth it) and
     /// returns the bytes queued.
     pub(crate) fn push_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<usize, PushError> {
         match self.compressing(opcode, payload.len()) {
-            None => self.push_with(|queue, _| {
+            None => self.push_with(|queue| {
                 wharf_proto::encode_frame(queue.buf(), opcode, payload, None);
             }),
             Some(c) => self.push_compressed(c, opcode, payload),
@@ -110,7 +206,7 @@ impl Outbox {
     /// queued as it is, not copied (unless it is compressed).
     pub(crate) fn push_owned(&self, opcode: OpCode, payload: Payload) -> Result<usize, PushError> {
         match self.compressing(opcode, payload.len()) {
-            None => self.push_with(|queue, _| queue.push_frame(opcode, payload)),
+            None => self.push_with(|queue| queue.push_frame(opcode, payload)),
             Some(c) => self.push_compressed(c, opcode, payload.as_slice()),
         }
     }
@@ -127,17 +223,17 @@ impl Outbox {
         // Compressed before the lock is taken: no context links it to other messages.
         let mut frame = Vec::new();
         c.encode_fresh(opcode, payload, &mut frame);
-        self.push_with(|queue, _| queue.buf().extend_from_slice(&frame))
+        self.push_with(|queue| queue.buf().extend_from_slice(&frame))
     }
 
     /// Queues one fan-out message: its shared plain or compressed encoding, or (with context
     /// takeover) compressed by this connection's own compressor.
     pub(crate) fn push_fanout(&self, frame: &Fanout<'_>) -> Result<usize, PushError> {
         match self.compressing(frame.opcode, frame.payload.len()) {
-            None => self.push_with(|queue, _| queue.push_shared(&frame.plain)),
+            None => self.push_with(|queue| queue.push_shared(&frame.plain)),
             Some(c) if c.takeover => self.push_own(c, frame.opcode, frame.payload),
             Some(c) => frame.with_fresh(c, |bytes| {
-                self.push_with(|queue, _| queue.buf().extend_from_slice(bytes))
+                self.push_with(|queue| queue.buf().extend_from_slice(bytes))
             }),
         }
     }
@@ -154,13 +250,24 @@ impl Outbox {
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<usize, PushError> {
-        self.push_with(|queue, deflater| {
+        self.push_locked(|queue, deflater| {
             let deflater = deflater.get_or_insert_with(|| Box::new(c.own_deflater()));
             encode_with(deflater, opcode, payload, queue.buf());
         })
     }
 
-    fn push_with(
+    /// Queues what `encode` writes: through the lent queue when it can, else under the lock.
+    fn push_with(&self, encode: impl FnOnce(&mut WriteQueue)) -> Result<usize, PushError> {
+        let mut encode = Some(encode);
+        let queued = self.push_lent(&mut encode);
+        match encode {
+            // Not taken: through the lock.
+            Some(encode) => self.push_locked(|queue, _| encode(queue)),
+            None => Ok(queued),
+        }
+    }
+
+    fn push_locked(
         &self,
         encode: impl FnOnce(&mut WriteQueue, &mut Option<Box<Deflater>>),
     ) -> Result<usize, PushError> {
@@ -186,7 +293,7 @@ impl Outbox {
     /// Queues bytes already encoded (a moved connection's unwritten frames).
     pub(crate) fn push_raw(&self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            let _ = self.push_with(|queue, _| queue.buf().extend_from_slice(bytes));
+            let _ = self.push_with(|queue| queue.buf().extend_from_slice(bytes));
         }
     }
 
@@ -213,10 +320,10 @@ impl Outbox {
         self.notify(&state, Urgency::Urgent);
     }
 
-    /// Tells the queue that the driver is running its handlers: a push made meanwhile need
-    /// not wake the task that will drain the queue right after anyway (before it sleeps, the
-    /// driver clears the flag and then reads the queue's `pending`).
-    pub(crate) fn quiet(&self) {
+    /// Tells the queue that the driver is running a handler on this thread and drains right
+    /// after: a push made meanwhile need not wake it (before it sleeps, the driver clears
+    /// the flag and then reads the queue's `pending`).
+    fn quiet(&self) {
         // Relaxed: a pusher that misses it only wakes the driver once for nothing.
         self.dispatching.store(true, Ordering::Relaxed);
     }
@@ -337,6 +444,43 @@ impl Outbox {
         if let Some(waker) = &state.waker {
             waker.wake_by_ref();
         }
+    }
+}
+
+thread_local! {
+    /// The identity of the outbox this thread's [`LENT`] queue is lent to (for one poll of
+    /// its handler, [`Lending`]), 0 when none.
+    static LENT_TO: Cell<usize> = const { Cell::new(0) };
+    /// The queue a handler's pushes to its own connection append to while it is lent.
+    static LENT: RefCell<WriteQueue> = const { RefCell::new(WriteQueue::new()) };
+}
+
+/// Polls a handler call with a queue lent for its pushes to its own connection (see the
+/// module documentation), and appends what they queued to the driver's write buffer after
+/// each poll.
+pub(crate) struct Lending<'a, F> {
+    pub(crate) outbox: &'a Outbox,
+    pub(crate) out: &'a mut WriteQueue,
+    pub(crate) call: F,
+}
+
+impl<F: Future + Unpin> Future for Lending<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let lent = this.outbox.lend();
+        // The call does not unwind (it is a `CatchUnwind`), so the lending always ends here.
+        let polled = Pin::new(&mut this.call).poll(cx);
+        if lent {
+            this.outbox.reclaim(this.out);
+        }
+        if polled.is_pending() {
+            // The driver drains once the call is done: until then a push need not wake it.
+            this.outbox.quiet();
+        }
+        polled
     }
 }
 
@@ -493,6 +637,38 @@ mod tests {
             self.outbox.push_frame(OpCode::Text, text).expect("queued");
         }
 
+        /// A driver that found nothing and waits (its waker registered).
+        fn waiting() -> Self {
+            let mut driver = Driver::new();
+            assert!(matches!(driver.drain(), Drained::Empty));
+            driver
+        }
+
+        /// Drains, expecting bytes, and returns them.
+        fn drained_bytes(&mut self) -> Vec<u8> {
+            assert!(matches!(self.drain(), Drained::Bytes));
+            self.written()
+        }
+
+        /// Runs `call` as one poll of the connection's handler, with a lent queue, as the
+        /// driver runs `on_message`.
+        fn handle(&mut self, call: impl FnOnce(&Outbox)) {
+            let mut call = Some(call);
+            let outbox = &self.outbox;
+            let lending = Lending {
+                outbox,
+                out: &mut self.out,
+                call: std::future::poll_fn(|_| {
+                    if let Some(call) = call.take() {
+                        call(outbox);
+                    }
+                    Poll::Ready(())
+                }),
+            };
+            let mut cx = Context::from_waker(&self.waker);
+            assert!(std::pin::pin!(lending).poll(&mut cx).is_ready());
+        }
+
         fn woken(&self) -> usize {
             self.counter.0.load(std::sync::atomic::Ordering::SeqCst)
         }
@@ -525,6 +701,103 @@ mod tests {
         assert!(matches!(driver.drain(), Drained::Empty));
         driver.push(b"push");
         assert_eq!(driver.woken(), 1);
+    }
+
+    fn text(outbox: &Outbox, bytes: &[u8]) -> Result<usize, PushError> {
+        outbox.push_frame(OpCode::Text, bytes)
+    }
+
+    #[test]
+    fn a_reply_during_a_handler_call_goes_straight_to_the_driver_and_wakes_nobody() {
+        let mut driver = Driver::waiting();
+        driver.handle(|outbox| {
+            assert_eq!(text(outbox, b"a"), Ok(3));
+            assert_eq!(text(outbox, b"b"), Ok(3));
+        });
+        assert_eq!(driver.woken(), 0);
+        assert_eq!(driver.written(), [0x81, 1, b'a', 0x81, 1, b'b']);
+        // Nothing went through the locked queue.
+        assert!(matches!(driver.drain(), Drained::Empty));
+        // The lending ended with the call: a push now wakes the driver.
+        driver.push(b"c");
+        assert_eq!(driver.woken(), 1);
+    }
+
+    #[test]
+    fn replies_queue_behind_what_waited_in_the_outbox() {
+        let mut driver = Driver::new();
+        driver.push(b"a");
+        driver.handle(|outbox| {
+            assert_eq!(text(outbox, b"b"), Ok(3));
+        });
+        assert!(driver.out.is_empty(), "the reply took the lock, behind `a`");
+        assert_eq!(driver.drained_bytes(), [0x81, 1, b'a', 0x81, 1, b'b']);
+    }
+
+    #[test]
+    fn a_close_requested_after_a_reply_leaves_after_it() {
+        let mut driver = Driver::waiting();
+        driver.handle(|outbox| {
+            assert_eq!(text(outbox, b"a"), Ok(3));
+            assert!(outbox.request_close(CloseCode::NORMAL, "bye"));
+            assert_eq!(text(outbox, b"late"), Err(PushError::Closed));
+        });
+        assert_eq!(driver.woken(), 0, "the driver drains right after the call");
+        assert_eq!(driver.drained_bytes(), [0x81, 1, b'a']);
+        assert!(matches!(
+            driver.drain(),
+            Drained::Close(CloseCode::NORMAL, ref reason) if reason == "bye"
+        ));
+    }
+
+    #[test]
+    fn taking_the_lock_during_a_call_keeps_the_replies_in_order() {
+        let mut driver = Driver::waiting();
+        driver.handle(|outbox| {
+            assert_eq!(text(outbox, b"a"), Ok(3));
+            assert_eq!(outbox.queued(), 3, "the lent bytes count as queued");
+            assert_eq!(text(outbox, b"b"), Ok(3));
+        });
+        assert!(driver.out.is_empty());
+        assert_eq!(driver.drained_bytes(), [0x81, 1, b'a', 0x81, 1, b'b']);
+    }
+
+    #[test]
+    fn a_push_from_another_thread_during_a_call_keeps_the_replies_in_order() {
+        let mut driver = Driver::waiting();
+        driver.handle(|outbox| {
+            assert_eq!(text(outbox, b"a"), Ok(3));
+            std::thread::scope(|scope| {
+                scope.spawn(|| text(outbox, b"x").expect("queued"));
+            });
+            assert_eq!(text(outbox, b"b"), Ok(3));
+        });
+        assert!(driver.out.is_empty(), "`a` moved behind `x`, `b` after it");
+        assert_eq!(
+            driver.drained_bytes(),
+            [0x81, 1, b'x', 0x81, 1, b'a', 0x81, 1, b'b']
+        );
+    }
+
+    #[test]
+    fn the_lent_queue_has_the_outbox_limit() {
+        let mut driver = Driver::new();
+        driver.outbox = Outbox::new(4, None);
+        driver.handle(|outbox| {
+            assert_eq!(outbox.push_frame(OpCode::Binary, b"12345"), Ok(7));
+            assert_eq!(text(outbox, b"x"), Err(PushError::Full));
+        });
+        assert!(matches!(driver.drain(), Drained::Overflow));
+    }
+
+    #[test]
+    fn a_call_pushing_to_another_connection_takes_its_lock_and_wakes_it() {
+        let mut driver = Driver::new();
+        let mut other = Driver::waiting();
+        driver.handle(|_| other.push(b"dm"));
+        assert_eq!(other.woken(), 1);
+        assert!(driver.out.is_empty());
+        assert_eq!(other.drained_bytes(), [0x81, 2, b'd', b'm']);
     }
 
     #[test]

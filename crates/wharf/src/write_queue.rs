@@ -87,6 +87,15 @@ impl From<Bytes> for Payload {
 }
 
 impl WriteQueue {
+    /// An empty queue (a `const fn`, for a thread-local one).
+    pub(crate) const fn new() -> WriteQueue {
+        WriteQueue {
+            buf: Vec::new(),
+            spliced: Vec::new(),
+            spliced_len: 0,
+        }
+    }
+
     /// The encoded bytes, to append frames to (the end of the buffer is the end of the
     /// queue).
     pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
