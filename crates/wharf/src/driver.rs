@@ -396,6 +396,7 @@ impl<S: SocketIo> Driver<S> {
             let handled = Lending {
                 outbox: &self.conn.0.outbox,
                 out: &mut self.write_buf,
+                written: self.written,
                 call: CatchUnwind(self.handler.on_message(&self.conn, message)),
             }
             .await;
@@ -640,9 +641,9 @@ impl<S: SocketIo> Driver<S> {
     async fn finish(&mut self, end: End) -> CloseEvent {
         // Whatever the handler queued before the close leaves before the close frame (valid
         // messages that preceded a bad frame are still answered; shutdown flushes the queue).
-        let queued = self.conn.0.outbox.close_and_take();
+        let mut queued = self.conn.0.outbox.close_and_take();
         if !matches!(end, End::Network) {
-            self.write_buf.append(queued);
+            self.write_buf.append(&mut queued);
         }
         let (event, wait_for_client) = match end {
             End::Close(code, reason) => {

@@ -131,19 +131,28 @@ impl Outbox {
         let _ = LENT.try_with(|lent| {
             let mut lent = lent.borrow_mut();
             if !lent.is_empty() {
-                state.queue.append(std::mem::take(&mut *lent));
+                // In front of what other threads queued meanwhile: a push that came after
+                // one of theirs found `pending` set and was never lent, so every lent byte
+                // was pushed before them (or at the same time).
+                lent.append(&mut state.queue);
+                std::mem::swap(&mut *lent, &mut state.queue);
                 self.pending.store(true, Ordering::Release);
             }
         });
     }
 
     /// Lends this thread's queue to this outbox for the pushes of one poll of the
-    /// connection's handler; false (and the pushes take the lock, without waking the
-    /// driver) while something waits in the outbox, or the queue is lent already.
-    fn lend(&self) -> bool {
-        let lent = !self.pending.load(Ordering::Acquire) && LENT_TO.get() == 0;
+    /// connection's handler, when the driver's write buffer holds `unwritten` bytes; false
+    /// (and the pushes take the lock, without waking the driver) while something waits in
+    /// the outbox, the queue is lent already, or the write buffer has reached the limit.
+    fn lend(&self, unwritten: usize) -> bool {
+        let lent =
+            unwritten < self.limit && !self.pending.load(Ordering::Acquire) && LENT_TO.get() == 0;
         if lent {
             LENT_TO.set(self.id());
+            // The limit counts the write buffer too: a batch of replies, or a handler that
+            // pushes between awaits, is bounded as it was in the locked queue.
+            LENT_ROOM.set(self.limit - unwritten);
         } else {
             self.quiet();
         }
@@ -165,7 +174,7 @@ impl Outbox {
             if out.is_empty() {
                 std::mem::swap(out, &mut *lent);
             } else {
-                out.append(std::mem::take(&mut *lent));
+                out.append(&mut lent);
             }
         });
     }
@@ -179,7 +188,7 @@ impl Outbox {
         }
         LENT.try_with(|lent| {
             let mut lent = lent.borrow_mut();
-            if lent.len() >= self.limit {
+            if lent.len() >= LENT_ROOM.get() {
                 return 0;
             }
             let before = lent.len();
@@ -451,6 +460,8 @@ thread_local! {
     /// The identity of the outbox this thread's [`LENT`] queue is lent to (for one poll of
     /// its handler, [`Lending`]), 0 when none.
     static LENT_TO: Cell<usize> = const { Cell::new(0) };
+    /// What the lent queue may hold: the limit less the driver's unwritten bytes.
+    static LENT_ROOM: Cell<usize> = const { Cell::new(0) };
     /// The queue a handler's pushes to its own connection append to while it is lent.
     static LENT: RefCell<WriteQueue> = const { RefCell::new(WriteQueue::new()) };
 }
@@ -460,7 +471,9 @@ thread_local! {
 /// each poll.
 pub(crate) struct Lending<'a, F> {
     pub(crate) outbox: &'a Outbox,
+    /// The driver's write buffer, and how much of it is written.
     pub(crate) out: &'a mut WriteQueue,
+    pub(crate) written: usize,
     pub(crate) call: F,
 }
 
@@ -470,7 +483,7 @@ impl<F: Future + Unpin> Future for Lending<'_, F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        let lent = this.outbox.lend();
+        let lent = this.outbox.lend(this.out.len() - this.written);
         // The call does not unwind (it is a `CatchUnwind`), so the lending always ends here.
         let polled = Pin::new(&mut this.call).poll(cx);
         if lent {
@@ -658,6 +671,7 @@ mod tests {
             let lending = Lending {
                 outbox,
                 out: &mut self.out,
+                written: 0,
                 call: std::future::poll_fn(|_| {
                     if let Some(call) = call.take() {
                         call(outbox);
@@ -767,16 +781,42 @@ mod tests {
         let mut driver = Driver::waiting();
         driver.handle(|outbox| {
             assert_eq!(text(outbox, b"a"), Ok(3));
+            // Pushed after `a` (the thread starts once `a` is queued), by another thread,
+            // through the lock: `b` after it finds it there and takes the lock too.
             std::thread::scope(|scope| {
                 scope.spawn(|| text(outbox, b"x").expect("queued"));
             });
             assert_eq!(text(outbox, b"b"), Ok(3));
         });
-        assert!(driver.out.is_empty(), "`a` moved behind `x`, `b` after it");
+        assert!(
+            driver.out.is_empty(),
+            "`a` moved into the locked queue, before `x`"
+        );
         assert_eq!(
             driver.drained_bytes(),
-            [0x81, 1, b'x', 0x81, 1, b'a', 0x81, 1, b'b']
+            [0x81, 1, b'a', 0x81, 1, b'x', 0x81, 1, b'b']
         );
+    }
+
+    #[test]
+    fn replies_over_many_calls_are_bounded_by_the_limit() {
+        // A client that never reads, and a handler that replies on every call (a batch of
+        // requests, or a handler pushing between awaits): what the driver holds unwritten
+        // counts against the limit, so the replies stop at it rather than growing.
+        let mut driver = Driver::waiting();
+        driver.outbox = Outbox::new(8, None);
+        let mut refused = None;
+        for call in 0..10 {
+            driver.handle(|outbox| {
+                if text(outbox, b"r") == Err(PushError::Full) {
+                    refused.get_or_insert(call);
+                }
+            });
+        }
+        // Three 3-byte replies fill the write buffer past 8, three more the locked queue:
+        // at most twice the limit is held, as before lending (write buffer and queue).
+        assert_eq!(refused, Some(6));
+        assert!(matches!(driver.drain(), Drained::Overflow));
     }
 
     #[test]

@@ -131,16 +131,17 @@ impl WriteQueue {
         });
     }
 
-    /// Appends everything `other` holds.
-    pub(crate) fn append(&mut self, other: WriteQueue) {
+    /// Moves everything `other` holds to the end of this queue, leaving `other` empty with
+    /// its buffers' capacity.
+    pub(crate) fn append(&mut self, other: &mut WriteQueue) {
         let shift = self.buf.len();
         self.buf.extend_from_slice(&other.buf);
-        self.spliced_len += other.spliced_len;
-        self.spliced
-            .extend(other.spliced.into_iter().map(|s| Splice {
-                at: s.at + shift,
-                payload: s.payload,
-            }));
+        other.buf.clear();
+        self.spliced_len += std::mem::take(&mut other.spliced_len);
+        self.spliced.extend(other.spliced.drain(..).map(|s| Splice {
+            at: s.at + shift,
+            payload: s.payload,
+        }));
     }
 
     /// Bytes queued.
@@ -283,14 +284,20 @@ mod tests {
     }
 
     #[test]
-    fn append_keeps_the_order_of_both_queues() {
+    fn append_keeps_the_order_of_both_queues_and_leaves_the_other_empty() {
         let (mut first, mut expected) = queue_of(&[SPLICE_FROM, 2]);
-        let (second, rest) = queue_of(&[5, 2 * SPLICE_FROM]);
+        let (mut second, rest) = queue_of(&[5, 2 * SPLICE_FROM]);
         first.buf().extend_from_slice(b"raw");
         expected.extend_from_slice(b"raw");
-        first.append(second);
+        first.append(&mut second);
         expected.extend(rest);
         assert_eq!(first.into_vec(), expected);
+        assert!(second.is_empty());
+        assert!(
+            second.buf().capacity() > 0,
+            "its buffer is kept for the next use"
+        );
+        assert!(second.spliced.is_empty());
     }
 
     #[test]
