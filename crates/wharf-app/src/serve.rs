@@ -121,6 +121,8 @@ async fn start(
     config: &AppConfig,
     program: PathBuf,
 ) -> ExitCode {
+    // Listening before `listening` is logged: a SIGTERM sent at once drains, not kills.
+    let shutdown = wharf::shutdown_signal();
     let bound = match bound {
         Ok(bound) => bound,
         Err(e) => {
@@ -200,7 +202,7 @@ async fn start(
         let upgrader = upgrader.clone();
         async move {
             tokio::select! {
-                () = wharf::shutdown_signal() => Stop::Shutdown,
+                () = shutdown => Stop::Shutdown,
                 () = upgrader.handed_over() => Stop::HandedOver,
             }
         }

@@ -24,15 +24,15 @@ fn next_line(lines: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
         .expect("a log line from wharf serve within 20 s")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_every_client_with_1001_runs_on_close_and_exits_0() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// `wharf serve` on port 0 with a JSON log, and that log line by line (read for as long
+/// as the process writes it, so its pipe never fills).
+fn spawn_serve(data: &std::path::Path) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env_remove("WHARF_CONFIG")
         .env_remove("WHARF_CLUSTER_BACKPLANE")
-        .env("WHARF_DATA_DIR", dir.path())
+        .env("WHARF_DATA_DIR", data)
         .env("JWT_SECRET", std::str::from_utf8(SECRET).expect("utf-8"))
         .env("WHARF_HTTP_HOST", "127.0.0.1")
         .env("WHARF_HTTP_PORT", "0")
@@ -45,7 +45,6 @@ async fn sigterm_closes_every_client_with_1001_runs_on_close_and_exits_0() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn wharf serve");
-    // The log, line by line, for as long as the process writes it (so its pipe never fills).
     let stdout = child.stdout.take().expect("stdout");
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -55,6 +54,51 @@ async fn sigterm_closes_every_client_with_1001_runs_on_close_and_exits_0() {
             }
         }
     });
+    (child, lines)
+}
+
+/// A supervisor may send SIGTERM the moment it reads `listening`. Before the fix, the
+/// handler was installed only when the server first polled its stop signal, just after
+/// that line: about half of such signals ended the process by the signal's default action
+/// (no drain, no exit 0), and some were caught and lost (the process ran on).
+#[test]
+fn sigterm_sent_the_moment_serve_logs_listening_drains_and_exits_0() {
+    for attempt in 1..=5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut child, lines) = spawn_serve(dir.path());
+        while next_line(&lines)["message"] != "listening" {}
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+        let deadline = Instant::now() + DRAIN * 2;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "attempt {attempt}: still running {:?} after SIGTERM",
+                    DRAIN * 2
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            status.success(),
+            "attempt {attempt}: exit status {status:?}"
+        );
+        assert!(
+            std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(5)).ok())
+                .any(|line| line["message"] == "shutdown complete"),
+            "attempt {attempt}: no `shutdown complete`"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_every_client_with_1001_runs_on_close_and_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, lines) = spawn_serve(dir.path());
     let ws: SocketAddr = loop {
         let line = next_line(&lines);
         if line["message"] == "listening" && line["server"] == "ws" {

@@ -1068,27 +1068,55 @@ impl Drop for TaskGuard {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                debug!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+///
+/// Called inside a Tokio runtime, it listens from the call on, not from the first poll: a
+/// SIGTERM that a supervisor sends the moment the server logs `listening` is not lost to
+/// the signal's default action (the process ending by the signal, with no drain).
+///
+/// ```no_run
+/// # async fn run(server: wharf::BoundServer) -> Result<(), wharf::Error> {
+/// let shutdown = wharf::shutdown_signal(); // listening from here on
+/// server.serve(shutdown).await
+/// # }
+/// ```
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::SignalKind;
+    let now = tokio::runtime::Handle::try_current().is_ok();
+    let interrupt = now.then(|| listen_for(SignalKind::interrupt()));
+    let terminate = now.then(|| listen_for(SignalKind::terminate()));
+    async move {
+        let interrupt = interrupt.unwrap_or_else(|| listen_for(SignalKind::interrupt()));
+        let terminate = terminate.unwrap_or_else(|| listen_for(SignalKind::terminate()));
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(unix)]
+fn listen_for(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .inspect_err(|e| debug!(error = %e, ?kind, "cannot listen for the signal"))
+        .ok()
+}
+
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
