@@ -128,6 +128,8 @@ pub(crate) struct Driver<S> {
     failed: Option<ProtocolError>,
     /// `max_messages_per_sec`, when on.
     rate: Option<TokenBucket>,
+    /// No later than the last read the timer has accounted for: set at a timer check when
+    /// there was a read since the one before ([`Driver::seen`]).
     last_seen: Instant,
     ping_sent: Option<Instant>,
     decoder: Decoder,
@@ -138,6 +140,9 @@ pub(crate) struct Driver<S> {
     movable: Option<crate::handover::MovableGuard>,
     header: [u8; wharf_proto::MAX_HEADER_LEN],
     ping: PingPolicy,
+    /// Something was read since the last timer check. A read sets only this (no clock
+    /// read); the check turns it into `last_seen` (docs/decisions.md, "The idle clock").
+    seen: bool,
 }
 
 impl<S: SocketIo> Driver<S> {
@@ -174,6 +179,7 @@ impl<S: SocketIo> Driver<S> {
             rate,
             drain_at: None,
             movable: None,
+            seen: false,
         }
     }
 
@@ -275,6 +281,8 @@ impl<S: SocketIo> Driver<S> {
         // wheel and will wake the task when due): until it has fired it need not be polled
         // again, and a wake-up for a message costs one load rather than a timer poll.
         let mut armed = false;
+        // Whether the timer was brought forward for the first read since the last check.
+        let mut checking_soon = false;
         loop {
             if !self.frames.is_empty() {
                 if let Some(end) = self.dispatch().await {
@@ -289,6 +297,18 @@ impl<S: SocketIo> Driver<S> {
                 if let Poll::Ready(event) = self.poll_io(cx) {
                     return Poll::Ready(Some(event));
                 }
+                if self.seen && !checking_soon {
+                    // The first read since the last check (the one clock read of a busy
+                    // period): the next check comes within a check period, so a connection
+                    // that goes quiet now is closed or pinged at most that much late.
+                    checking_soon = true;
+                    if let Some(soon) = self.next_check() {
+                        if soon < sleep.deadline().into_std() {
+                            sleep.as_mut().reset(soon.into());
+                            armed = false;
+                        }
+                    }
+                }
                 if armed && !sleep.is_elapsed() {
                     return Poll::Pending;
                 }
@@ -302,6 +322,7 @@ impl<S: SocketIo> Driver<S> {
                 }
                 sleep.as_mut().reset(self.next_deadline().into());
                 armed = false;
+                checking_soon = false;
                 continue;
             };
             match event {
@@ -338,6 +359,7 @@ impl<S: SocketIo> Driver<S> {
                         self.drain_at = Some(Instant::now() + delay);
                         sleep.as_mut().reset(self.next_deadline().into());
                         armed = false;
+                        checking_soon = false;
                     }
                 },
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
@@ -496,8 +518,7 @@ impl<S: SocketIo> Driver<S> {
             });
             match polled {
                 Poll::Ready(ReadEvent::Data) => {
-                    self.last_seen = Instant::now();
-                    self.ping_sent = None;
+                    self.seen = true;
                     if self.frames.is_empty() && self.failed.is_none() {
                         continue;
                     }
@@ -611,8 +632,23 @@ impl<S: SocketIo> Driver<S> {
         End::Close(CloseCode::new(drain.close_code), drain.reason.clone())
     }
 
+    /// When to check the timers after the first read since the last check: an eighth of
+    /// the shorter of the idle timeout and the heartbeat interval from now; `None` when
+    /// both are off.
+    fn next_check(&self) -> Option<Instant> {
+        let idle = self.settings.limits.idle_timeout;
+        let beat = self.settings.heartbeat.interval;
+        let period = [idle, beat].into_iter().filter(|d| !d.is_zero()).min()?;
+        Some(Instant::now() + period / 8)
+    }
+
     fn on_timer(&mut self) -> Option<End> {
         let now = Instant::now();
+        if std::mem::take(&mut self.seen) {
+            // The latest read came before now: counting from now never closes early.
+            self.last_seen = now;
+            self.ping_sent = None;
+        }
         if self.drain_at.is_some_and(|at| now >= at) {
             return Some(self.drained());
         }

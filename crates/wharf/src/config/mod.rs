@@ -251,8 +251,10 @@ pub struct Limits {
     /// (slowloris). Default: `"10s"`.
     #[serde(with = "serde_duration")]
     pub handshake_timeout: Duration,
-    /// A connection that sends nothing (not even a pong) for this long is closed with 1001.
-    /// `0` turns it off. Default: `"120s"`.
+    /// A connection that sends nothing (not even a pong) for this long is closed with 1001:
+    /// never sooner, and at most an eighth of the shorter of this and the heartbeat interval
+    /// later (reads do not read the clock; the timer check does). `0` turns it off.
+    /// Default: `"120s"`.
     #[serde(with = "serde_duration")]
     pub idle_timeout: Duration,
     /// Open connections on this server; more are refused with 503 at the handshake.
@@ -300,8 +302,8 @@ pub struct Limits {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Heartbeat {
-    /// Send a ping after this long without traffic from the client; `0` turns heartbeats
-    /// off. Default: `"30s"`.
+    /// Send a ping after this long without traffic from the client (never sooner, at most
+    /// an eighth of it later, as `idle_timeout`); `0` turns heartbeats off. Default: `"30s"`.
     #[serde(with = "serde_duration")]
     pub interval: Duration,
     /// Close the connection (1001) when no pong or other frame arrives this long after a ping.
