@@ -294,13 +294,12 @@ impl<S: SocketIo> Driver<S> {
                 return End::Close(CloseCode::new(error.code()), error.reason().to_owned());
             }
             let polled = poll_fn(|cx| {
-                if let Poll::Ready(event) = self.poll_io(cx) {
-                    return Poll::Ready(Some(event));
-                }
+                let io = self.poll_io(cx);
                 if self.seen && !checking_soon {
                     // The first read since the last check (the one clock read of a busy
-                    // period): the next check comes within a check period, so a connection
-                    // that goes quiet now is closed or pinged at most that much late.
+                    // period), before the handler runs on what it read: the next check
+                    // comes within a check period, so a connection that goes quiet now is
+                    // closed or pinged at most that much late.
                     checking_soon = true;
                     if let Some(soon) = self.next_check() {
                         if soon < sleep.deadline().into_std() {
@@ -308,6 +307,9 @@ impl<S: SocketIo> Driver<S> {
                             armed = false;
                         }
                     }
+                }
+                if let Poll::Ready(event) = io {
+                    return Poll::Ready(Some(event));
                 }
                 if armed && !sleep.is_elapsed() {
                     return Poll::Pending;
@@ -356,10 +358,13 @@ impl<S: SocketIo> Driver<S> {
                         if delay.is_zero() {
                             return self.drained();
                         }
-                        self.drain_at = Some(Instant::now() + delay);
-                        sleep.as_mut().reset(self.next_deadline().into());
-                        armed = false;
-                        checking_soon = false;
+                        let at = Instant::now() + delay;
+                        self.drain_at = Some(at);
+                        // Only ever earlier: a check brought forward stays where it is.
+                        if at < sleep.deadline().into_std() {
+                            sleep.as_mut().reset(at.into());
+                            armed = false;
+                        }
                     }
                 },
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),

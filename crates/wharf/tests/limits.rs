@@ -6,7 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wharf::{Echo, Route, Router, SendError, ServerConfig};
 use wharf_proto::OpCode;
 
@@ -16,6 +18,7 @@ both_doors! {
     invalid_utf8_text_is_1007,
     reserved_opcode_and_reserved_bits_are_1002,
     idle_timeout_closes_1001,
+    idle_timeout_counts_a_slow_handler_call_as_activity,
     third_connection_over_max_connections_gets_503,
     slow_consumer_is_refused_and_sees_1008_when_it_reads(flavor = "multi_thread", worker_threads = 2),
     slow_consumer_code_1013_is_what_the_client_reads(flavor = "multi_thread", worker_threads = 2),
@@ -125,20 +128,28 @@ async fn idle_timeout_closes_1001() {
     let server = start_ws_with(config, router()).await;
     let mut ws = connect(server.addr(), "/echo").await;
     // Traffic keeps it open past the timeout: ticks 400 ms apart for 2.4 s (a loaded machine
-    // may stretch a gap by up to 1.6 s before the test is wrong).
+    // may stretch a gap by up to 1.8 s before the test is wrong).
     let opened = Instant::now();
     while opened.elapsed() < idle + idle / 5 {
         tokio::time::sleep(idle / 5).await;
         assert_echo(&mut ws, "tick").await;
     }
-    // Then silence: closed once a whole timeout has passed since the last tick.
+    // Then silence: closed once a whole timeout has passed since the last tick (timed at
+    // the close frame's arrival, before the close handshake's end).
     let last = Instant::now();
-    assert_eq!(
-        expect_close(&mut ws).await,
-        (1001, "idle timeout".to_owned())
-    );
-    // (The server's clock started when it read the tick, just before the echo came back.)
+    let close = within("close frame", ws.next()).await;
     let quiet = last.elapsed();
+    assert!(
+        matches!(&close, Some(Ok(WsMessage::Close(Some(frame))))
+            if u16::from(frame.code) == 1001 && frame.reason.as_str() == "idle timeout"),
+        "{close:?}"
+    );
+    // Reading on lets tungstenite answer the close, which ends the handshake.
+    within("end of stream", async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    // (The server's clock started when it read the tick, just before the echo came back.)
     assert!(
         quiet >= idle * 9 / 10,
         "closed {quiet:?} after the last tick"
@@ -148,6 +159,55 @@ async fn idle_timeout_closes_1001() {
     // here). Without it the last tick would be seen only at the check a whole timeout
     // after the one before (3.6 s here).
     assert!(quiet < idle * 3 / 2, "closed {quiet:?} after the last tick");
+    server.shutdown().await;
+}
+
+/// Answers each message after `SLOW_REPLY` (a handler awaiting a slow backend).
+struct SlowEcho;
+
+const SLOW_REPLY: Duration = Duration::from_millis(1500);
+
+impl wharf::Handler for SlowEcho {
+    async fn on_message(
+        &self,
+        conn: &wharf::Conn,
+        message: wharf::Message,
+    ) -> Result<(), wharf::HandlerError> {
+        tokio::time::sleep(SLOW_REPLY).await;
+        conn.send(message)?;
+        Ok(())
+    }
+}
+
+async fn idle_timeout_counts_a_slow_handler_call_as_activity() {
+    let mut config = ws_server();
+    let idle = Duration::from_millis(2000);
+    config.limits.idle_timeout = idle;
+    let server = start_ws_with(config, Router::new().route("/slow", SlowEcho)).await;
+    let mut ws = connect(server.addr(), "/slow").await;
+    ws.send(WsMessage::Text("one".into())).await.expect("send");
+    let reply = within("the slow reply", ws.next()).await;
+    let replied = Instant::now();
+    assert!(
+        matches!(&reply, Some(Ok(WsMessage::Text(t))) if t.as_str() == "one"),
+        "{reply:?}"
+    );
+    // The handler held the message for 1.5 s. Counted from the read, the connection would
+    // be closed 0.5 s after this reply; the time its handler ran counts as activity, so the
+    // idle timeout runs from the call's end (the reply), at most an eighth later.
+    let close = within("close frame", ws.next()).await;
+    let quiet = replied.elapsed();
+    assert!(
+        matches!(&close, Some(Ok(WsMessage::Close(Some(frame))))
+            if u16::from(frame.code) == 1001 && frame.reason.as_str() == "idle timeout"),
+        "{close:?}"
+    );
+    within("end of stream", async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(quiet >= idle * 9 / 10, "closed {quiet:?} after the reply");
+    assert!(quiet < idle * 3 / 2, "closed {quiet:?} after the reply");
     server.shutdown().await;
 }
 

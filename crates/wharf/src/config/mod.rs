@@ -251,9 +251,11 @@ pub struct Limits {
     /// (slowloris). Default: `"10s"`.
     #[serde(with = "serde_duration")]
     pub handshake_timeout: Duration,
-    /// A connection that sends nothing (not even a pong) for this long is closed with 1001:
-    /// never sooner, and at most an eighth of the shorter of this and the heartbeat interval
-    /// later (reads do not read the clock; the timer check does). `0` turns it off.
+    /// A connection that sends nothing (not even a pong) for this long is closed with 1001.
+    /// Counted from its last read, or from the end of the handler call that read started
+    /// when that is later (a connection is not idle while its handler works for it); never
+    /// sooner, and at most an eighth of the shorter of this and the heartbeat interval later
+    /// (reads do not read the clock; the timer check does). `0` turns it off.
     /// Default: `"120s"`.
     #[serde(with = "serde_duration")]
     pub idle_timeout: Duration,
