@@ -136,19 +136,7 @@ async fn idle_timeout_closes_1001() {
     }
     // Then silence: closed once a whole timeout has passed since the last tick (timed at
     // the close frame's arrival, before the close handshake's end).
-    let last = Instant::now();
-    let close = within("close frame", ws.next()).await;
-    let quiet = last.elapsed();
-    assert!(
-        matches!(&close, Some(Ok(WsMessage::Close(Some(frame))))
-            if u16::from(frame.code) == 1001 && frame.reason.as_str() == "idle timeout"),
-        "{close:?}"
-    );
-    // Reading on lets tungstenite answer the close, which ends the handshake.
-    within("end of stream", async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
+    let quiet = idle_close(&mut ws, Instant::now()).await;
     // (The server's clock started when it read the tick, just before the echo came back.)
     assert!(
         quiet >= idle * 9 / 10,
@@ -160,6 +148,24 @@ async fn idle_timeout_closes_1001() {
     // after the one before (3.6 s here).
     assert!(quiet < idle * 3 / 2, "closed {quiet:?} after the last tick");
     server.shutdown().await;
+}
+
+/// Waits for the server's 1001 `idle timeout` close and returns how long after `since` its
+/// frame arrived (timed before the close handshake ends, which it then lets finish).
+async fn idle_close(ws: &mut Client, since: Instant) -> Duration {
+    let close = within("close frame", ws.next()).await;
+    let quiet = since.elapsed();
+    assert!(
+        matches!(&close, Some(Ok(WsMessage::Close(Some(frame))))
+            if u16::from(frame.code) == 1001 && frame.reason.as_str() == "idle timeout"),
+        "{close:?}"
+    );
+    // Reading on lets tungstenite answer the close, which ends the handshake.
+    within("end of stream", async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    quiet
 }
 
 /// Answers each message after `SLOW_REPLY` (a handler awaiting a slow backend).
@@ -195,17 +201,7 @@ async fn idle_timeout_counts_a_slow_handler_call_as_activity() {
     // The handler held the message for 1.5 s. Counted from the read, the connection would
     // be closed 0.5 s after this reply; the time its handler ran counts as activity, so the
     // idle timeout runs from the call's end (the reply), at most an eighth later.
-    let close = within("close frame", ws.next()).await;
-    let quiet = replied.elapsed();
-    assert!(
-        matches!(&close, Some(Ok(WsMessage::Close(Some(frame))))
-            if u16::from(frame.code) == 1001 && frame.reason.as_str() == "idle timeout"),
-        "{close:?}"
-    );
-    within("end of stream", async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
+    let quiet = idle_close(&mut ws, replied).await;
     assert!(quiet >= idle * 9 / 10, "closed {quiet:?} after the reply");
     assert!(quiet < idle * 3 / 2, "closed {quiet:?} after the reply");
     server.shutdown().await;
