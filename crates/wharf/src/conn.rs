@@ -353,7 +353,10 @@ impl Conn {
         self.0.outbox.request_close(code, reason)
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued for this connection that its driver has not yet taken to write (bounded
+    /// by `max_queue_size`). What the driver has taken and the socket not yet accepted
+    /// (replies to the connection's own messages go there directly; at most as much again)
+    /// is not counted.
     pub fn queued_bytes(&self) -> usize {
         self.0.outbox.queued()
     }
