@@ -128,8 +128,8 @@ pub(crate) struct Driver<S> {
     failed: Option<ProtocolError>,
     /// `max_messages_per_sec`, when on.
     rate: Option<TokenBucket>,
-    /// No later than the last read the timer has accounted for: set at a timer check when
-    /// there was a read since the one before ([`Driver::seen`]).
+    /// At or after the last read the timer has accounted for: the time of the timer check
+    /// that found a read since the one before ([`Driver::seen`]).
     last_seen: Instant,
     ping_sent: Option<Instant>,
     decoder: Decoder,
