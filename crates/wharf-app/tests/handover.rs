@@ -223,17 +223,8 @@ impl Serve {
 
     /// Waits (at most `within`) for the old process to exit and returns its status.
     fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the old process still runs after {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::exit_within(&mut self.child, within)
+            .unwrap_or_else(|| panic!("the old process still runs after {within:?}"))
     }
 }
 

@@ -69,19 +69,12 @@ fn sigterm_sent_the_moment_serve_logs_listening_drains_and_exits_0() {
         while next_line(&lines)["message"] != "listening" {}
         let pid = rustix::process::Pid::from_child(&child);
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
-        let deadline = Instant::now() + DRAIN * 2;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "attempt {attempt}: still running {:?} after SIGTERM",
-                    DRAIN * 2
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = common::exit_within(&mut child, DRAIN * 2) else {
+            let _ = child.kill();
+            panic!(
+                "attempt {attempt}: still running {:?} after SIGTERM",
+                DRAIN * 2
+            );
         };
         assert!(
             status.success(),

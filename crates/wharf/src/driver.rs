@@ -302,10 +302,7 @@ impl<S: SocketIo> Driver<S> {
                     // closed or pinged at most that much late.
                     checking_soon = true;
                     if let Some(soon) = self.next_check() {
-                        if soon < sleep.deadline().into_std() {
-                            sleep.as_mut().reset(soon.into());
-                            armed = false;
-                        }
+                        armed &= !bring_forward(sleep.as_mut(), soon);
                     }
                 }
                 if let Poll::Ready(event) = io {
@@ -361,10 +358,7 @@ impl<S: SocketIo> Driver<S> {
                         let at = Instant::now() + delay;
                         self.drain_at = Some(at);
                         // Only ever earlier: a check brought forward stays where it is.
-                        if at < sleep.deadline().into_std() {
-                            sleep.as_mut().reset(at.into());
-                            armed = false;
-                        }
+                        armed &= !bring_forward(sleep.as_mut(), at);
                     }
                 },
                 IoEvent::CloseRequested(code, reason) => return End::Close(code, reason),
@@ -764,6 +758,16 @@ impl<S: SocketIo> Driver<S> {
 }
 
 /// Keeps the unconsumed tail of a read (an incomplete frame header) for the next read.
+/// Moves `sleep` to `at` when that is earlier (never later); true when it moved, and must
+/// be polled again to wake the task at its new deadline.
+fn bring_forward(sleep: Pin<&mut tokio::time::Sleep>, at: Instant) -> bool {
+    let earlier = at < sleep.deadline().into_std();
+    if earlier {
+        sleep.reset(at.into());
+    }
+    earlier
+}
+
 fn keep_partial(
     header: &mut [u8; wharf_proto::MAX_HEADER_LEN],
     header_len: &mut usize,

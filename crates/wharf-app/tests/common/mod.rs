@@ -19,6 +19,23 @@ use wharf_app::config::AppConfig;
 use wharf_app::tokens::{TokenConfig, Tokens};
 use wharf_app::users::UserStore;
 
+/// Waits at most `within` for `child` to exit: its status, or `None` while it still runs.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The HS256 secret of every test app.
 pub const SECRET: &[u8] = b"test secret, 32 bytes or longer!!";
 /// The API key of every test app.

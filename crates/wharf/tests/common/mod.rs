@@ -275,27 +275,32 @@ pub(crate) async fn send_text<S: Io>(ws: &mut WebSocketStream<S>, text: &str) {
 /// reason. tungstenite answers the close when it reads it.
 pub(crate) async fn expect_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     within("close frame", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(WsMessage::Close(Some(frame)))) => {
-                    finish_close(ws).await;
-                    return (u16::from(frame.code), frame.reason.as_str().to_owned());
-                }
-                Some(Ok(WsMessage::Close(None))) => {
-                    finish_close(ws).await;
-                    return (1005, String::new());
-                }
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
+        let close = next_close(ws).await;
+        finish_close(ws).await;
+        close
     })
     .await
 }
 
+/// Reads until the server's close frame (skipping data and pings) and returns its code and
+/// reason (1005 for none), leaving the close handshake to [`finish_close`]. Unbounded in
+/// time: callers bound it.
+pub(crate) async fn next_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.as_str().to_owned());
+            }
+            Some(Ok(WsMessage::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 /// After the server's close frame: keeps polling so tungstenite writes its close reply,
 /// until the server ends the stream.
-async fn finish_close<S: Io>(ws: &mut WebSocketStream<S>) {
+pub(crate) async fn finish_close<S: Io>(ws: &mut WebSocketStream<S>) {
     while let Some(Ok(_)) = ws.next().await {}
 }
 
