@@ -84,9 +84,10 @@ enum UserCommand {
     },
 }
 
-/// mimalloc rather than the system allocator: every message allocates its buffer, and its
-/// handler's future, and frees both; mimalloc's thread-local free lists do that in about half
-/// the instructions of glibc's (docs/decisions.md, "Fewer locks and a faster allocator").
+/// mimalloc rather than the system allocator: every message allocates its buffer and frees
+/// it (and a handler with large futures, such as the rooms protocol's, a box for its call);
+/// mimalloc's thread-local free lists do that in about half the instructions of glibc's
+/// (docs/decisions.md, "Fewer locks and a faster allocator").
 /// The library crates choose no allocator: an application that embeds wharf picks its own.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

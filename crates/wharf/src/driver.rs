@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::future::{Future as _, poll_fn};
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,7 +23,8 @@ use wharf_proto::{Decoder, Frame, OpCode, ProtocolError};
 use crate::config::{Heartbeat, Limits};
 use crate::conn::{Conn, OpenRequest};
 use crate::error_handler::ErrorHandler;
-use crate::handler::{CatchUnwind, CloseEvent, Initiator};
+use crate::handler::{CatchUnwind, CloseEvent, Handler, Initiator};
+use crate::launch::Epilogue;
 use crate::outbox::{Drained, Lending, Registered};
 use crate::rate_limit::TokenBucket;
 use crate::routing::PingPolicy;
@@ -118,7 +119,6 @@ impl DriverSettings {
 pub(crate) struct Driver<S> {
     stream: S,
     conn: Conn,
-    handler: Arc<dyn crate::handler::DynHandler>,
     /// The waker the connection's outbox holds.
     registered: Registered,
     write_buf: WriteQueue,
@@ -150,7 +150,6 @@ impl<S: SocketIo> Driver<S> {
         stream: S,
         conn: Conn,
         settings: Arc<DriverSettings>,
-        handler: Arc<dyn crate::handler::DynHandler>,
         ping: PingPolicy,
         deflate: Option<&wharf_proto::DeflateParams>,
     ) -> Self {
@@ -164,7 +163,6 @@ impl<S: SocketIo> Driver<S> {
             stream,
             conn,
             settings,
-            handler,
             ping,
             decoder,
             header: [0; wharf_proto::MAX_HEADER_LEN],
@@ -189,9 +187,10 @@ impl<S: SocketIo> Driver<S> {
         self
     }
 
-    /// Runs the connection to its end; `ended` then gets how it ended: closed (`on_close`
-    /// has run) or parked for a successor. `request` is `None` for a connection a
-    /// predecessor handed over: `on_open` ran there.
+    /// Runs the connection to its end with `handler`, called directly (not through a boxed
+    /// future: [`crate::launch`]); `ended` then gets how it ended: closed (`on_close` has
+    /// run) or parked for a successor. `request` is `None` for a connection a predecessor
+    /// handed over: `on_open` ran there.
     ///
     /// Not an `async fn`: an async fn's arguments are stored twice in its future (as the
     /// arguments and as the locals they are moved into), and every idle connection's task is
@@ -199,16 +198,15 @@ impl<S: SocketIo> Driver<S> {
     /// request head and the rest are stored once; `ended` is the caller's epilogue, run here
     /// rather than in a wrapping future that would hold a second copy of them.
     #[allow(clippy::manual_async_fn)] // see above: the async fn would be 1.4 KiB larger
-    pub(crate) fn run<F>(
+    pub(crate) fn run<H: Handler>(
         mut self,
+        handler: Arc<H>,
         leftover: Vec<u8>,
         request: Option<OpenRequest>,
-        ended: F,
-    ) -> impl Future<Output = ()>
-    where
-        F: FnOnce(&Conn, Ended<S>),
-    {
+        ended: Epilogue<S>,
+    ) -> impl Future<Output = ()> {
         async move {
+            let handler = &*handler;
             // Registered before this runs: a shutdown announced since then missed it.
             if self
                 .settings
@@ -223,15 +221,15 @@ impl<S: SocketIo> Driver<S> {
             drop(leftover);
             let opened = match &request {
                 Some(request) => {
-                    let opening = CatchUnwind(self.handler.on_open(&self.conn, request));
-                    self.called(opening.await)
+                    let mut opening = pin!(handler.on_open(&self.conn, request));
+                    self.called(CatchUnwind(opening.as_mut()).await)
                 }
                 None => Ok(()),
             };
             let end = match opened {
                 Ok(()) => {
                     drop(request);
-                    self.main_loop().await
+                    self.main_loop(handler).await
                 }
                 Err(end) => end,
             };
@@ -246,9 +244,11 @@ impl<S: SocketIo> Driver<S> {
             self.movable = None;
             let event = self.finish(end).await;
             self.conn.sender().closed(&self.conn);
-            let closing = CatchUnwind(self.handler.on_close(&self.conn, &event)).await;
-            if let Err(panic) = closing {
-                error!(conn = %self.conn.id(), panic, "on_close panicked");
+            {
+                let mut closing = pin!(handler.on_close(&self.conn, &event));
+                if let Err(panic) = CatchUnwind(closing.as_mut()).await {
+                    error!(conn = %self.conn.id(), panic, "on_close panicked");
+                }
             }
             ended(&self.conn, Ended::Closed(event));
         }
@@ -274,7 +274,7 @@ impl<S: SocketIo> Driver<S> {
         }
     }
 
-    async fn main_loop(&mut self) -> End {
+    async fn main_loop<H: Handler>(&mut self, handler: &H) -> End {
         let sleep = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(sleep);
         // Whether the timer has been polled since its last reset (so it is in the timer
@@ -285,7 +285,7 @@ impl<S: SocketIo> Driver<S> {
         let mut checking_soon = false;
         loop {
             if !self.frames.is_empty() {
-                if let Some(end) = self.dispatch().await {
+                if let Some(end) = self.dispatch(handler).await {
                     return end;
                 }
             }
@@ -343,7 +343,7 @@ impl<S: SocketIo> Driver<S> {
                         if self.movable.as_ref().is_some_and(|m| m.may_park())
                             && !self.decoder.in_progress()
                         {
-                            if let Some(state) = self.carry() {
+                            if let Some(state) = self.carry(handler) {
                                 return End::Move(Box::new(state));
                             }
                         }
@@ -372,7 +372,7 @@ impl<S: SocketIo> Driver<S> {
     }
 
     /// Hands every decoded frame to the handler, in order.
-    async fn dispatch(&mut self) -> Option<End> {
+    async fn dispatch<H: Handler>(&mut self, handler: &H) -> Option<End> {
         let mut end = None;
         if let Some(rate) = &mut self.rate {
             rate.refill(Instant::now());
@@ -414,11 +414,12 @@ impl<S: SocketIo> Driver<S> {
             if message.is_data() {
                 self.conn.0.counters.received(message.len());
             }
+            let mut call = pin!(handler.on_message(&self.conn, message));
             let handled = Lending {
                 outbox: &self.conn.0.outbox,
                 out: &mut self.write_buf,
                 written: self.written,
-                call: CatchUnwind(self.handler.on_message(&self.conn, message)),
+                call: CatchUnwind(call.as_mut()),
             }
             .await;
             if let Err(failure) = self.called(handled) {
@@ -604,8 +605,8 @@ impl<S: SocketIo> Driver<S> {
 
     /// What the handler carries to the successor; `None` (it cannot move) when it says so
     /// or panics.
-    fn carry(&self) -> Option<serde_json::Value> {
-        let carry = || self.handler.carry(&self.conn);
+    fn carry<H: Handler>(&self, handler: &H) -> Option<serde_json::Value> {
+        let carry = || handler.carry(&self.conn);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry)) {
             Ok(state) => state,
             Err(_) => {

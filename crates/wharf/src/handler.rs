@@ -3,9 +3,11 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::conn::{Conn, OpenRequest};
+use crate::launch::AnyLaunch;
 use crate::{CloseCode, HandlerError, Message};
 
 /// The callbacks of a WebSocket route. Every method has a default, so a handler implements
@@ -16,6 +18,11 @@ use crate::{CloseCode, HandlerError, Message};
 /// routes); `on_close` exactly once for every opened connection, however it ended. A handler
 /// that returns an error or panics closes its own connection (1011 by default) and nothing
 /// else is disturbed.
+///
+/// A connection's task keeps the future of the call running in it: a small one in place (no
+/// allocation a message), one that would make every connection of the route more than
+/// 256 bytes larger (an `await` on something large, or a large local kept across an
+/// `await`) boxed while it runs.
 ///
 /// ```
 /// use wharf::{Conn, Handler, HandlerError, Message};
@@ -220,63 +227,36 @@ impl Handler for Echo {
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// [`Handler`] made object-safe, so routes can hold different handler types.
+/// [`Handler`] made object-safe, so routes can hold different handler types. Its callbacks
+/// are not here: a connection's driver is spawned by [`spawn`](DynHandler::spawn) with the
+/// handler's own type and calls them directly ([`crate::launch`]).
 pub(crate) trait DynHandler: Send + Sync + 'static {
-    fn on_open<'a>(
-        &'a self,
-        conn: &'a Conn,
-        request: &'a OpenRequest,
-    ) -> BoxFuture<'a, Result<(), HandlerError>>;
-    fn on_message<'a>(
-        &'a self,
-        conn: &'a Conn,
-        message: Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>>;
-    fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()>;
     fn movable(&self) -> bool;
-    fn carry(&self, conn: &Conn) -> Option<serde_json::Value>;
     fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError>;
+    /// Spawns the task driving `launch`'s connection with this handler.
+    fn spawn(self: Arc<Self>, launch: AnyLaunch);
 }
 
 impl<H: Handler> DynHandler for H {
-    fn on_open<'a>(
-        &'a self,
-        conn: &'a Conn,
-        request: &'a OpenRequest,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(Handler::on_open(self, conn, request))
-    }
-
-    fn on_message<'a>(
-        &'a self,
-        conn: &'a Conn,
-        message: Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(Handler::on_message(self, conn, message))
-    }
-
-    fn on_close<'a>(&'a self, conn: &'a Conn, event: &'a CloseEvent) -> BoxFuture<'a, ()> {
-        Box::pin(Handler::on_close(self, conn, event))
-    }
-
     fn movable(&self) -> bool {
         Handler::movable(self)
-    }
-
-    fn carry(&self, conn: &Conn) -> Option<serde_json::Value> {
-        Handler::carry(self, conn)
     }
 
     fn resume(&self, event: &mut ResumeEvent) -> Result<(), HandlerError> {
         Handler::resume(self, event)
     }
+
+    fn spawn(self: Arc<Self>, launch: AnyLaunch) {
+        launch.spawn_for(self);
+    }
 }
 
-/// Runs a handler future, turning a panic into `Err(message)`.
-pub(crate) struct CatchUnwind<'a, T>(pub(crate) BoxFuture<'a, T>);
+/// Runs a handler future (pinned where the driver keeps it), turning a panic into
+/// `Err(message)`.
+pub(crate) struct CatchUnwind<'a, F>(pub(crate) Pin<&'a mut F>);
 
-impl<T> Future for CatchUnwind<'_, T> {
-    type Output = Result<T, String>;
+impl<F: Future> Future for CatchUnwind<'_, F> {
+    type Output = Result<F::Output, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = &mut self.0;

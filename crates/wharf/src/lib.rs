@@ -65,6 +65,7 @@ pub mod handler;
 pub mod handover;
 mod handshake;
 pub mod history;
+mod launch;
 mod message;
 pub mod metrics;
 pub mod middleware;

@@ -44,6 +44,7 @@ use crate::driver::{Driver, DriverSettings, Ended, log_closed};
 use crate::error_handler::{DefaultErrorHandler, ErrorHandler};
 use crate::handler::{DynHandler, Echo, Handler};
 use crate::handover::{Arrivals, HandoverError, Inherited, Mover, Transport, Upgrader};
+use crate::launch::Launch;
 use crate::routing::{CompiledRouter, Route, Router};
 use crate::socket_io::SocketIo;
 use crate::{Error, Sender};
@@ -60,6 +61,7 @@ mod tls;
 pub(crate) mod upgrade;
 
 pub(crate) use phase::{Phase, StopPhase};
+pub(crate) use service::Upgraded;
 pub use service::WebSocketService;
 
 /// The entry point: build a [`ServerBuilder`] from a [`Config`].
@@ -808,15 +810,7 @@ impl ServerShared {
     {
         let movable =
             (may_move && deflate.is_none() && route.handler.movable()).then(|| self.mover.enter());
-        Driver::new(
-            stream,
-            conn,
-            self.settings.clone(),
-            route.handler.clone(),
-            route.ping,
-            deflate,
-        )
-        .movable(movable)
+        Driver::new(stream, conn, self.settings.clone(), route.ping, deflate).movable(movable)
     }
 }
 
@@ -930,30 +924,29 @@ async fn serve_connection<S>(
     // task of its own before this one (and its count) ends, so a shutdown never sees zero.
     let handshaking = shared.clone();
     let guard = shared.tasks.enter();
-    let running = run_connection(shared, stream, accepted, leftover, guard);
+    let launch = run_connection(shared, stream, accepted, leftover, guard);
     handshaking.handshaking.fetch_sub(1, Ordering::AcqRel);
     drop(handshaking);
     // A task of its own: its future is the driver's alone, not nested three deep in the
     // accept's (handshake, TLS, PROXY header), so a wake-up passes no outer state machines
     // and an idle connection keeps none of their state (docs/decisions.md, "One task a
     // connection, nothing around it").
-    tokio::spawn(running);
+    launch.spawn();
 }
 
-/// Runs an accepted connection, from either door, to its end: registers it (at once), then
-/// the returned future drives it and counts its close. `leftover`: bytes the client sent
-/// after its request head.
+/// An accepted connection, from either door: registers it (at once) and returns it ready
+/// to be driven to its end (its task spawned by [`Launch::spawn`]), its close then counted.
+/// `leftover`: bytes the client sent after its request head.
 ///
-/// Not an `async fn`: its arguments would then stay in the future for the connection's
-/// whole life beside the values taken out of them (an `Accepted` is hundreds of bytes,
-/// which every idle connection would pay); the future captures only what the driver needs.
+/// Takes the `Accepted` apart here: the connection's task captures only what the driver
+/// needs (an `Accepted` is hundreds of bytes, which every idle connection would pay).
 fn run_connection<S>(
     shared: Arc<ServerShared>,
     stream: S,
     accepted: accept::Accepted,
     leftover: Vec<u8>,
     guard: TaskGuard,
-) -> impl Future<Output = ()> + Send
+) -> Launch<S>
 where
     // Sync too: the driver holds `&self` across its awaits.
     S: Send + Sync + Transport + SocketIo + 'static,
@@ -997,12 +990,18 @@ where
     shared.sender.opened(conn.clone());
     info!(conn = %conn.id(), server = %shared.name, route = conn.route(), peer = %peer, "connection opened");
     let driver = shared.driver(&route, conn, stream, deflate.as_ref(), S::MOVABLE);
-    driver.run(leftover, Some(request), move |conn, ended| {
-        ended_as(&shared, conn, ended);
-        drop(slot);
-        drop(admission);
-        drop(guard);
-    })
+    Launch {
+        handler: route.handler.clone(),
+        driver,
+        leftover,
+        request: Some(request),
+        ended: Box::new(move |conn, ended| {
+            ended_as(&shared, conn, ended);
+            drop(slot);
+            drop(admission);
+            drop(guard);
+        }),
+    }
 }
 
 /// Logs and counts a closed connection, or keeps a parked one for the successor.
@@ -1156,11 +1155,12 @@ mod tests {
     /// An open connection is a task of its own, the driver's future and nothing around it.
     #[test]
     fn an_open_connection_task_is_the_driver_alone() {
-        let task = connection_size(run_connection::<TcpStream>);
-        // Every idle connection pays this (about 1.2 KiB on Rust 1.95; 1,632 bytes in a test
-        // build while it ran inside its handshake's task). A local kept beside the driver's
-        // future once cost 424 more, and the driver's arguments stored twice (an `async fn`
-        // and a wrapping future) 1,392 more (docs/decisions.md).
+        let task = connection_size(Driver::<TcpStream>::run::<Echo>);
+        // Every idle connection pays this (about 1.2 KiB on Rust 1.95, echo's message future
+        // in place included; 1,632 bytes in a test build while it ran inside its handshake's
+        // task). A local kept beside the driver's future once cost 424 more, and the
+        // driver's arguments stored twice (an `async fn` and a wrapping future) 1,392 more
+        // (docs/decisions.md).
         assert!(task <= 1536, "a connection task is {task} bytes");
     }
 }

@@ -20,9 +20,16 @@ use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::launch::{AnyLaunch, Launch};
+
 /// A stream a driver reads and writes. The provided methods go through `AsyncRead` and
 /// `AsyncWrite`; plain TCP overrides them.
 pub(crate) trait SocketIo: AsyncRead + AsyncWrite + Unpin {
+    /// `launch` as the variant of [`AnyLaunch`] for this stream.
+    fn erase(launch: Launch<Self>) -> AnyLaunch
+    where
+        Self: Sized;
+
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut read = ReadBuf::new(buf);
@@ -46,6 +53,11 @@ pub(crate) trait SocketIo: AsyncRead + AsyncWrite + Unpin {
 }
 
 impl SocketIo for TcpStream {
+    fn erase(launch: Launch<Self>) -> AnyLaunch {
+        AnyLaunch::Tcp(launch)
+    }
+
+    #[inline]
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
         poll_syscall(self, cx, Interest::READABLE, len, |stream| {
@@ -53,6 +65,7 @@ impl SocketIo for TcpStream {
         })
     }
 
+    #[inline]
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         poll_syscall(self, cx, Interest::WRITABLE, buf.len(), |stream| {
             // NOSIGNAL: a peer that has gone is an error here, never a SIGPIPE.
@@ -73,12 +86,17 @@ impl SocketIo for TcpStream {
     }
 }
 
-impl SocketIo for tokio_rustls::server::TlsStream<TcpStream> {}
+impl SocketIo for tokio_rustls::server::TlsStream<TcpStream> {
+    fn erase(launch: Launch<Self>) -> AnyLaunch {
+        AnyLaunch::Tls(launch)
+    }
+}
 
 /// Waits until `stream` is ready for `interest`, then makes `syscall` (which moves at most
 /// `len` bytes). Readiness is cleared when the call returns `EAGAIN`, and when it moves
 /// fewer than `len` bytes (the socket is drained or full); a readiness event that arrives
 /// meanwhile is kept, as `try_io` clears only the event it read before the call.
+#[inline(always)]
 fn poll_syscall(
     stream: &TcpStream,
     cx: &mut Context<'_>,

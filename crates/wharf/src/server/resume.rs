@@ -22,6 +22,7 @@ use crate::CloseCode;
 use crate::conn::{Conn, ConnShared, UserId};
 use crate::handler::ResumeEvent;
 use crate::handover::MovedConn;
+use crate::launch::Launch;
 
 /// Takes the predecessor's in-memory history (before the connections: their positions
 /// continue it).
@@ -214,18 +215,25 @@ pub(super) fn start(ready: Vec<Ready>) {
         let handle = conn.clone();
         let driver = shared.driver(&route, conn, stream, None, true);
         let guard = shared.tasks.enter();
-        let epilogue = move |conn: &Conn, ended| {
-            ended_as(&shared, conn, ended);
-            drop(guard);
-            drop(held);
+        let launch = Launch {
+            handler: route.handler.clone(),
+            driver,
+            leftover: read,
+            request: None,
+            ended: Box::new(move |conn: &Conn, ended| {
+                ended_as(&shared, conn, ended);
+                drop(guard);
+                drop(held);
+            }),
         };
         if recover.is_empty() {
-            tokio::spawn(driver.run(read, None, epilogue));
+            launch.spawn();
         } else {
             let conn = handle;
+            // Its driver starts (in a task of its own) once it has what it missed.
             tokio::spawn(async move {
                 recover_rooms(&conn, recover).await;
-                driver.run(read, None, epilogue).await;
+                launch.spawn();
             });
         }
     }

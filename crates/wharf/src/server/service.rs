@@ -136,7 +136,7 @@ where
                             Ok(upgraded) => {
                                 let stream = Upgraded(Mutex::new(TokioIo::new(upgraded)));
                                 super::run_connection(shared, stream, accepted, Vec::new(), guard)
-                                    .await;
+                                    .spawn();
                             }
                             Err(error) => {
                                 debug!(%error, path, "the HTTP server did not hand over the upgraded connection");
@@ -210,7 +210,7 @@ fn accepted_response(accepted: &Accepted) -> Response<Body> {
 /// driver's future holds `&self` across awaits, so it needs a `Sync` stream. The mutex is
 /// never locked: every use goes through `get_mut`, which the exclusive `Pin<&mut Self>`
 /// allows, so it costs no synchronisation (the `SyncWrapper` idea).
-struct Upgraded(Mutex<TokioIo<hyper::upgrade::Upgraded>>);
+pub(crate) struct Upgraded(Mutex<TokioIo<hyper::upgrade::Upgraded>>);
 
 impl crate::handover::Transport for Upgraded {
     /// hyper owns the socket (and may have buffered bytes): it stays in this process.
@@ -220,7 +220,11 @@ impl crate::handover::Transport for Upgraded {
     }
 }
 
-impl crate::socket_io::SocketIo for Upgraded {}
+impl crate::socket_io::SocketIo for Upgraded {
+    fn erase(launch: crate::launch::Launch<Self>) -> crate::launch::AnyLaunch {
+        crate::launch::AnyLaunch::Mounted(launch)
+    }
+}
 
 impl Upgraded {
     fn io(self: Pin<&mut Self>) -> Pin<&mut TokioIo<hyper::upgrade::Upgraded>> {
