@@ -2,8 +2,8 @@
 //! graceful shutdown.
 //!
 //! A server's WebSocket routes have two doors, both feeding one handshake decision
-//! (`accept.rs`) and one connection runner (`run_connection`): the raw listener
-//! (`upgrade.rs`, the head read with httparse) and the tower service
+//! (`accept.rs`) and one way to open a connection (`open_connection`, then `launch.rs`):
+//! the raw listener (`upgrade.rs`, the head read with httparse) and the tower service
 //! ([`WebSocketService`], `service.rs`, the head read by hyper), which an axum app mounts and
 //! an `http` server uses for WebSocket routes on its own port. The second door also takes
 //! WebSockets over HTTP/2 (RFC 8441 extended CONNECT, `extended_connect.rs`).
@@ -924,7 +924,7 @@ async fn serve_connection<S>(
     // task of its own before this one (and its count) ends, so a shutdown never sees zero.
     let handshaking = shared.clone();
     let guard = shared.tasks.enter();
-    let launch = run_connection(shared, stream, accepted, leftover, guard);
+    let launch = open_connection(shared, stream, accepted, leftover, guard);
     handshaking.handshaking.fetch_sub(1, Ordering::AcqRel);
     drop(handshaking);
     // A task of its own: its future is the driver's alone, not nested three deep in the
@@ -940,7 +940,7 @@ async fn serve_connection<S>(
 ///
 /// Takes the `Accepted` apart here: the connection's task captures only what the driver
 /// needs (an `Accepted` is hundreds of bytes, which every idle connection would pay).
-fn run_connection<S>(
+fn open_connection<S>(
     shared: Arc<ServerShared>,
     stream: S,
     accepted: accept::Accepted,

@@ -135,7 +135,8 @@ where
                         match on_upgrade.await {
                             Ok(upgraded) => {
                                 let stream = Upgraded(Mutex::new(TokioIo::new(upgraded)));
-                                super::run_connection(shared, stream, accepted, Vec::new(), guard)
+                                // Its driver runs in a task of its own; this one ends.
+                                super::open_connection(shared, stream, accepted, Vec::new(), guard)
                                     .spawn();
                             }
                             Err(error) => {
