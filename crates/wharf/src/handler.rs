@@ -19,10 +19,11 @@ use crate::{CloseCode, HandlerError, Message};
 /// that returns an error or panics closes its own connection (1011 by default) and nothing
 /// else is disturbed.
 ///
-/// A connection's task keeps the future of the call running in it: a small one in place (no
-/// allocation a message), one that would make every connection of the route more than
-/// 256 bytes larger (an `await` on something large, or a large local kept across an
-/// `await`) boxed while it runs.
+/// A connection's task keeps the future of the call running in it in place, with no
+/// allocation for the call, unless the handler's largest future (of `on_open`, `on_message`
+/// and `on_close`) would make every connection of the route more than 256 bytes larger (an
+/// `await` on something large, or a large local kept across an `await`): then each of its
+/// calls is boxed while it runs.
 ///
 /// ```
 /// use wharf::{Conn, Handler, HandlerError, Message};

@@ -67,7 +67,8 @@ impl<S: SocketIo + crate::handover::Transport + Send + Sync + 'static> Launch<S>
             ended,
             ..
         } = self;
-        if calls_fit::<S, H>() {
+        // Decided when the driver is built for `H`: only the branch taken is compiled.
+        if const { calls_fit::<S, H>() } {
             tokio::spawn(driver.run(handler, leftover, request, ended));
         } else {
             let boxed = Arc::new(Boxed(handler));
@@ -82,19 +83,23 @@ pub(crate) const INLINE_CALLS: usize = 256;
 
 /// Whether `H`'s futures, kept in a connection's task over `S`, make it at most
 /// [`INLINE_CALLS`] bytes larger than boxing them would.
-fn calls_fit<S, H>() -> bool
+const fn calls_fit<S, H>() -> bool
 where
     S: SocketIo + crate::handover::Transport + Send + Sync + 'static,
     H: Handler,
 {
-    // The two drivers' futures, named through the functions that return them.
-    fn fits<A, B, C, D, E, B2, Inline: Future, Boxing: Future>(
-        _: impl FnOnce(A, B, C, D, E) -> Inline,
-        _: impl FnOnce(A, B2, C, D, E) -> Boxing,
-    ) -> bool {
-        const { std::mem::size_of::<Inline>() <= std::mem::size_of::<Boxing>() + INLINE_CALLS }
-    }
-    fits(Driver::<S>::run::<H>, Driver::<S>::run::<Boxed<H>>)
+    task_size(Driver::<S>::run::<H>) <= task_size(Driver::<S>::run::<Boxed<H>>) + INLINE_CALLS
+}
+
+/// The size of the future `run` returns: a connection's task (named through the function,
+/// as the future's type has no name).
+const fn task_size<A, B, C, D, E, F, Run>(run: Run) -> usize
+where
+    Run: FnOnce(A, B, C, D, E) -> F,
+    F: Future,
+{
+    std::mem::forget(run);
+    std::mem::size_of::<F>()
 }
 
 /// A handler whose calls are boxed: its futures live on the heap while they run, and the
@@ -168,5 +173,9 @@ mod tests {
         assert!(calls_fit::<TcpStream, Echo>());
         assert!(calls_fit::<crate::server::Upgraded, Echo>());
         assert!(!calls_fit::<TcpStream, Hoarder>());
+        // Boxed, the large handler's idle connections are no larger than echo's.
+        let echo = task_size(Driver::<TcpStream>::run::<Echo>);
+        let hoarder = task_size(Driver::<TcpStream>::run::<Boxed<Hoarder>>);
+        assert!(hoarder <= echo, "{hoarder} bytes a task, echo's {echo}");
     }
 }

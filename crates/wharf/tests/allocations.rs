@@ -114,7 +114,10 @@ fn server_allocations_per_echo(route: Route) -> f64 {
             .build()
             .expect("a runtime");
         runtime.block_on(async move {
-            let builder = Server::builder(wharf::Config::empty().with_server(ws_server()))
+            // No heartbeat: a ping mid-test would be a frame the round trips do not expect.
+            let mut server = ws_server();
+            server.heartbeat.interval = std::time::Duration::ZERO;
+            let builder = Server::builder(wharf::Config::empty().with_server(server))
                 .websocket("ws", Router::new().route("/echo", route));
             let running = start(builder).await;
             addr_tx.send(running.addr()).expect("the test waits");
