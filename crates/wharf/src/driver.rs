@@ -758,7 +758,6 @@ impl<S: SocketIo> Driver<S> {
     }
 }
 
-/// Keeps the unconsumed tail of a read (an incomplete frame header) for the next read.
 /// Moves `sleep` to `at` when that is earlier (never later); true when it moved, and must
 /// be polled again to wake the task at its new deadline.
 fn bring_forward(sleep: Pin<&mut tokio::time::Sleep>, at: Instant) -> bool {
@@ -769,6 +768,7 @@ fn bring_forward(sleep: Pin<&mut tokio::time::Sleep>, at: Instant) -> bool {
     earlier
 }
 
+/// Keeps the unconsumed tail of a read (an incomplete frame header) for the next read.
 fn keep_partial(
     header: &mut [u8; wharf_proto::MAX_HEADER_LEN],
     header_len: &mut usize,

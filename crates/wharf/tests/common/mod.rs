@@ -285,7 +285,7 @@ pub(crate) async fn expect_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, St
 /// Reads until the server's close frame (skipping data and pings) and returns its code and
 /// reason (1005 for none), leaving the close handshake to [`finish_close`]. Unbounded in
 /// time: callers bound it.
-pub(crate) async fn next_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
+async fn next_close<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     loop {
         match ws.next().await {
             Some(Ok(WsMessage::Close(Some(frame)))) => {
